@@ -1,0 +1,15 @@
+"""kdlandmarks: lightweight facial-landmark detectors trained with knowledge distillation (KD-Loss)."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["LandmarkDetector", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so `import kdlandmarks` (and the CLI) stays fast: the detector pulls in torch and OpenCV.
+    if name == "LandmarkDetector":
+        from .inference import LandmarkDetector
+
+        return LandmarkDetector
+    raise AttributeError(name)

@@ -1,0 +1,55 @@
+"""The `kdlandmarks` command line: a thin layer over the Python API.
+
+Each module in this package that defines `register(subparsers)` adds one command; its handler is set
+with `parser.set_defaults(func=...)` and receives the parsed arguments. Handlers import heavy modules
+lazily so that the CLI starts fast. Every KDLandmarksError (and file-system error) becomes a one-line
+message on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from ..errors import KDLandmarksError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kdlandmarks",
+        description="Facial landmark detection with knowledge distillation (KD-Loss, Fard & Mahoor 2022).",
+    )
+    parser.add_argument("--version", action="version", version=f"kdlandmarks {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        mod = importlib.import_module(f"{__name__}.{module.name}")
+        if hasattr(mod, "register"):
+            mod.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except KDLandmarksError as exc:
+        print(f"kdlandmarks: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"kdlandmarks: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdlandmarks: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

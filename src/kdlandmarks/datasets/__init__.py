@@ -1,0 +1,62 @@
+"""Dataset readers: each turns an original dataset layout into a list of FaceRecord.
+
+`load_dataset(name, root, split)` is the single entry point; `DATASETS` names what each reader
+supports. Readers take an optional `errors` list: when given, bad items are described there and
+skipped (the CLI's --skip-bad); otherwise the first bad item raises DataError.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, DataError
+from ..schemes import COFW, W300, WFLW, LandmarkScheme, get_scheme
+from .record import FaceRecord, check_landmarks, read_image
+
+__all__ = ["FaceRecord", "read_image", "check_landmarks", "load_dataset", "dataset_scheme", "DATASETS"]
+
+DATASETS = ("300w", "cofw", "wflw", "folder")
+
+
+def dataset_scheme(name: str, scheme: str | Path | None = None) -> LandmarkScheme:
+    if name == "300w":
+        return W300
+    if name == "cofw":
+        return COFW
+    if name == "wflw":
+        return WFLW
+    if name == "folder":
+        if scheme is None:
+            raise ConfigError("dataset 'folder' needs a scheme: a built-in name (300w, cofw, wflw) or a scheme file")
+        return get_scheme(scheme)
+    raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def _reader(name: str) -> Callable[..., list[FaceRecord]]:
+    if name == "300w":
+        from .w300 import read_300w
+        return read_300w
+    if name == "cofw":
+        from .cofw import read_cofw
+        return read_cofw
+    if name == "wflw":
+        from .wflw import read_wflw
+        return read_wflw
+    if name == "folder":
+        from .folder import read_folder
+        return read_folder
+    raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def load_dataset(name: str, root: str | Path, split: str, scheme: str | Path | None = None,
+                 errors: list[str] | None = None) -> list[FaceRecord]:
+    """Read one split of a dataset in its original format; DataError if nothing usable is found."""
+    reader = _reader(name)
+    if name == "folder":
+        records = reader(root, split, scheme=dataset_scheme(name, scheme), errors=errors)
+    else:
+        records = reader(root, split, errors=errors)
+    if not records:
+        raise DataError(f"{name} {split!r} under {root}: no faces found")
+    return records
+

@@ -1,0 +1,135 @@
+"""Model factory: timm backbones with a landmark regression head, and the portable model file.
+
+One factory (`create_model`) with per-architecture configs, as timm does. Teachers default to
+EfficientNet-B3 (global pool, dropout 0.5, linear 2N), the student to MobileNetV2-1.0 (global pool,
+linear 2N, no dropout); any timm backbone works by name. Weights start random (the paper's choice);
+a local weight file can initialise the backbone.
+
+A model file (`.pt`) holds everything needed to use the network without its training run: the
+architecture, point count, input size, coordinate space, landmark scheme and crop settings.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .crop import DEFAULT_MARGIN
+from .errors import ModelError
+
+# Per-architecture defaults; other timm names use `dropout=0`.
+ARCH_CONFIGS: dict[str, dict[str, Any]] = {
+    "efficientnet_b3": {"dropout": 0.5, "role": "teacher"},
+    "mobilenetv2_100": {"dropout": 0.0, "role": "student"},
+}
+DEFAULT_ARCH = {"teacher": "efficientnet_b3", "student": "mobilenetv2_100"}
+MODEL_FORMAT = "kdlandmarks-model/1"
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about its network and how it must be fed."""
+
+    arch: str
+    num_points: int
+    input_size: int
+    dropout: float = 0.0
+    space: str = "normalized"
+    scheme: str = "300w"
+    crop_margin: float = DEFAULT_MARGIN
+    # Box-to-crop calibration per detector name: {"dx":..,"dy":..,"scale":..}
+    box_calibrations: dict[str, dict[str, float]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class LandmarkRegressor(nn.Module):
+    """Backbone -> global average pool -> [dropout] -> linear(2N). Input: RGB in [0, 1], (B, 3, S, S)."""
+
+    def __init__(self, arch: str, num_points: int, dropout: float = 0.0,
+                 bn_eps: float | None = None, bn_momentum: float | None = None) -> None:
+        super().__init__()
+        import timm
+
+        try:
+            self.backbone = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="avg")
+        except RuntimeError as exc:  # timm raises RuntimeError for unknown names
+            raise ModelError(f"unknown backbone {arch!r} ({exc})") from None
+        if bn_eps is not None or bn_momentum is not None:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eps = bn_eps if bn_eps is not None else m.eps
+                    m.momentum = bn_momentum if bn_momentum is not None else m.momentum
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(self.backbone.num_features, 2 * num_points)
+        self.num_points = num_points
+        self.arch = arch
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone(images)))
+
+
+def create_model(arch: str, num_points: int, dropout: float | None = None,
+                 backbone_weights: str | Path | None = None, **bn: float | None) -> LandmarkRegressor:
+    if dropout is None:
+        dropout = ARCH_CONFIGS.get(arch, {}).get("dropout", 0.0)
+    model = LandmarkRegressor(arch, num_points, dropout, **bn)
+    if backbone_weights is not None:
+        path = Path(backbone_weights)
+        if not path.is_file():
+            raise ModelError(f"{path}: backbone weight file not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        missing, _ = model.backbone.load_state_dict(state, strict=False)
+        if len(missing) == len(model.backbone.state_dict()):
+            raise ModelError(f"{path}: no tensor matches backbone {arch!r}")
+    return model
+
+
+def save_model(path: str | Path, model: LandmarkRegressor, info: ModelInfo, half: bool = False) -> None:
+    """Write a portable model file atomically; `half` stores fp16 weights (half the size)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "info": asdict(info), "state_dict": state}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LandmarkRegressor, ModelInfo]:
+    """Load a model file written by save_model, or a Lightning training checkpoint (.ckpt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: torch raises many types
+        raise ModelError(f"{path}: not a readable model file ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise ModelError(f"{path}: not a kdlandmarks model file")
+    if payload.get("format") == MODEL_FORMAT:
+        info = ModelInfo(**payload["info"])
+        state = payload["state_dict"]
+    elif "state_dict" in payload and "kdlandmarks" in payload.get("hyper_parameters", {}):
+        info = ModelInfo(**payload["hyper_parameters"]["kdlandmarks"])
+        state = {k[len("model."):]: v for k, v in payload["state_dict"].items() if k.startswith("model.")}
+    else:
+        raise ModelError(f"{path}: not a kdlandmarks model file or training checkpoint")
+    model = create_model(info.arch, info.num_points, info.dropout)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit {info.arch} with {info.num_points} points "
+                         f"({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return model, info
