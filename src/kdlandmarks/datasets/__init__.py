@@ -13,9 +13,17 @@ from ..errors import ConfigError, DataError
 from ..schemes import COFW, W300, WFLW, LandmarkScheme, get_scheme
 from .record import FaceRecord, check_landmarks, read_image
 
-__all__ = ["FaceRecord", "read_image", "check_landmarks", "load_dataset", "dataset_scheme", "DATASETS"]
+__all__ = ["FaceRecord", "read_image", "check_landmarks", "load_dataset", "dataset_scheme", "sample_root", "DATASETS"]
 
 DATASETS = ("300w", "cofw", "wflw", "folder")
+
+
+def sample_root() -> Path:
+    """The bundled 300-W sample (24 train faces, 12 LFPW test faces) in the 300-W layout, for demos and tests."""
+    root = Path(__file__).resolve().parent.parent / "data" / "300w-sample"
+    if not root.is_dir():
+        raise DataError(f"{root}: bundled 300-W sample missing (broken installation?)")
+    return root
 
 
 def dataset_scheme(name: str, scheme: str | Path | None = None) -> LandmarkScheme:

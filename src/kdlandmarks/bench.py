@@ -1,0 +1,316 @@
+"""Speed benchmark on this machine: per-face latency and throughput of student, teacher and face detector.
+
+Rows: the student (torch, onnxruntime fp32, onnxruntime int8) and the teacher (torch, onnxruntime) at
+batch 1 and a larger batch for each input size; the face detector per photo; and dlib / mediapipe /
+face_alignment landmark latency when those packages are importable. Latency is the median over the
+timed repeats after warm-up; "best" is the fastest repeat (closest to an unloaded machine).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import KDLandmarksError
+
+DEFAULT_STUDENT = "kd-student-300w"
+STUDENT_ARCH = "mobilenetv2_100"
+CPU_INPUT_SIZE = 128  # the shipped CPU recipe's input size
+PAPER_INPUT_SIZE = 224
+TARGET_MS_PER_FACE = 2.0  # student, onnxruntime fp32, batch 1, at the shipped input size
+
+
+@dataclass
+class BenchRow:
+    model: str
+    runtime: str
+    input_size: int | str
+    batch: int
+    ms_per_face: float | None = None  # median
+    best_ms_per_face: float | None = None
+    faces_per_s: float | None = None
+    note: str = ""
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    student: str = ""
+    targets: list[str] = field(default_factory=list)
+    peak_rss_mib: float = 0.0
+
+    def find(self, model: str, runtime: str, input_size: int, batch: int) -> BenchRow | None:
+        return next((r for r in self.rows if r.model == model and r.runtime == runtime
+                     and r.input_size == input_size and r.batch == batch), None)
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime as ort
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable,
+            "load_avg_1min": round(load[0], 2) if load else None, "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "onnxruntime": ort.__version__, "ort_providers": ",".join(ort.get_available_providers())}
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 2, budget_s: float = 5.0) -> tuple[float, float]:
+    """(median, best) seconds of `fn` over up to `repeats` runs after `warmup`; stops early past `budget_s`."""
+    for _ in range(max(warmup, 0)):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    for i in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        # Slow rows (the teacher at a large batch) keep at least 3 samples, not `repeats`.
+        if i >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return float(np.median(times)), float(np.min(times))
+
+
+def _row(model: str, runtime: str, size: int | str, batch: int, median: float, best: float, note: str = "") -> BenchRow:
+    return BenchRow(model, runtime, size, batch, median * 1e3 / batch, best * 1e3 / batch, batch / median, note)
+
+
+def _student(model: str | Path | None) -> tuple[Any, Any, str]:
+    """(net, info, label): the given model, else the shipped student, else a fresh MobileNetV2."""
+    from .export import _resolve
+    from .models import ModelInfo, create_model
+
+    if model is not None:
+        net, info, label = _resolve(model)
+        return net, info, f"{info.arch} from {label}"
+    try:
+        net, info, label = _resolve(DEFAULT_STUDENT)
+        return net, info, f"shipped {DEFAULT_STUDENT} ({info.arch}, {label})"
+    except (KDLandmarksError, ImportError, OSError):
+        info = ModelInfo(STUDENT_ARCH, 68, CPU_INPUT_SIZE)
+        net = create_model(STUDENT_ARCH, 68).eval()
+        return net, info, (f"fresh random {STUDENT_ARCH} (no shipped {DEFAULT_STUDENT} yet; "
+                           "speed does not depend on the weights)")
+
+
+def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: int, batches: Sequence[int],
+                   repeats: int, threads: int | None, workdir: Path, int8: bool, budget_s: float,
+                   crops: list[np.ndarray]) -> None:
+    import torch
+
+    from .export import OnnxRegressor, export_onnx, quantize_int8, to_batch
+    sized = dataclasses.replace(info, input_size=size)
+    rng = np.random.default_rng(0)
+    inputs = {b: rng.random((b, 3, size, size), dtype=np.float32) for b in batches}
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.from_numpy(inputs[b])
+            rows.append(_row(name, "torch", size, b, *time_call(lambda: net(x), repeats, budget_s=budget_s)))
+    onnx_path = workdir / f"{name.replace(' ', '_')}_{size}.onnx"
+    try:
+        export_onnx((net, sized), onnx_path, check_images=crops[:2])
+    except KDLandmarksError as exc:
+        rows.append(BenchRow(name, "onnxruntime", size, 0, note=f"skipped: {exc}"))
+        return
+    runners = [("onnxruntime", OnnxRegressor(onnx_path, threads=threads), "")]
+    if int8:
+        q_path = onnx_path.with_name(onnx_path.stem + "_int8.onnx")
+        try:
+            quantize_int8(onnx_path, q_path, crops)
+            runners.append(("onnxruntime int8", OnnxRegressor(q_path, threads=threads),
+                            f"static QDQ, {len(crops)} calibration faces"))
+        except KDLandmarksError as exc:
+            rows.append(BenchRow(name, "onnxruntime int8", size, 0, note=f"skipped: {exc}"))
+    for runtime, runner, note in runners:
+        for b in batches:
+            x = inputs[b]
+            rows.append(_row(name, runtime, size, b, *time_call(lambda: runner(x), repeats, budget_s=budget_s), note))
+
+
+def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, repeats: int, budget_s: float) -> None:
+    try:
+        from .detection import create_detector
+    except ImportError:
+        rows.append(BenchRow("face detector", "-", "-", 1, note="skipped: kdlandmarks.detection not available"))
+        return
+    if photo is None:
+        rows.append(BenchRow("face detector", "-", "-", 1, note="skipped: no real photo found"))
+        return
+    try:
+        detector = create_detector("auto")
+        found = detector.detect(photo)
+        median, best = time_call(lambda: detector.detect(photo), repeats, warmup=1, budget_s=budget_s)
+    except Exception as exc:  # any detector backend failure is reported, not fatal
+        rows.append(BenchRow("face detector", "-", "-", 1, note=f"skipped: {_reason(exc)}"))
+        return
+    name = getattr(detector, "name", type(detector).__name__)
+    h, w = photo.shape[:2]
+    rows.append(_row(f"face detector ({name})", "-", f"{w}x{h}", 1, median, best,
+                     f"per photo, {len(found)} face(s) found"))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:120]
+
+
+def _bench_others(rows: list[BenchRow], photo: np.ndarray | None, box: np.ndarray | None,
+                  repeats: int, budget_s: float) -> None:
+    """dlib / mediapipe / face_alignment landmark latency on the same face, when importable."""
+    if photo is None or box is None:
+        return
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+
+    def dlib_fn() -> Callable[[], Any]:
+        import dlib
+
+        model = os.environ.get("KDLANDMARKS_DLIB_PREDICTOR", "shape_predictor_68_face_landmarks.dat")
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"no predictor file {model} (set KDLANDMARKS_DLIB_PREDICTOR)")
+        predictor = dlib.shape_predictor(model)
+        rect = dlib.rectangle(x0, y0, x1, y1)
+        return lambda: predictor(photo, rect)
+
+    def mediapipe_fn() -> Callable[[], Any]:
+        import mediapipe as mp
+
+        # Tracking mode on a still image: after the first frame only the landmark network runs.
+        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1)
+        face = np.ascontiguousarray(photo[max(y0, 0):y1, max(x0, 0):x1])
+        return lambda: mesh.process(face)
+
+    def face_alignment_fn() -> Callable[[], Any]:
+        import face_alignment
+
+        kind = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
+        fa = face_alignment.FaceAlignment(kind, device="cpu")
+        return lambda: fa.get_landmarks(photo, detected_faces=[(x0, y0, x1, y1)])
+
+    for name, make in (("dlib 68-pt", dlib_fn), ("mediapipe face mesh", mediapipe_fn),
+                       ("face_alignment FAN", face_alignment_fn)):
+        try:
+            fn = make()
+            median, best = time_call(fn, repeats, warmup=1, budget_s=budget_s)
+        except ImportError:
+            rows.append(BenchRow(name, "-", "-", 1, note="skipped: not installed"))
+            continue
+        except Exception as exc:  # missing model files, no network for weights, ...
+            rows.append(BenchRow(name, "-", "-", 1, note=f"skipped: {_reason(exc)}"))
+            continue
+        rows.append(_row(name, "-", f"{x1 - x0}px face", 1, median, best, "landmarks only (given box)"))
+
+
+def _photo() -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A real photo and its face's landmark box, from the bundled sample or the shared 300-W."""
+    from .crop import landmark_box
+    from .datasets.pts import read_pts
+    from .datasets.record import read_image
+    from .export import SHARED_300W, _face_folders, _sample_root
+
+    for root in (_sample_root(), SHARED_300W / "lfpw" / "testset"):
+        for folder in _face_folders(root):
+            for pts in sorted(folder.glob("*.pts")):
+                image = pts.with_suffix(".jpg")
+                if image.is_file():
+                    try:
+                        return read_image(image), landmark_box(read_pts(pts))
+                    except KDLandmarksError:
+                        continue
+    return None, None
+
+
+def run_bench(model: str | Path | None = None, teacher_arch: str | None = "efficientnet_b3",
+              input_sizes: Sequence[int] | None = None, batches: Sequence[int] = (1, 32), repeats: int = 20,
+              threads: int | None = None, int8: bool = True, detector: bool = True, others: bool = True,
+              budget_s: float = 5.0, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Measure everything the table shows; `threads` sets torch's and onnxruntime's intra-op threads."""
+    import torch
+
+    from .export import face_crops
+    from .models import create_model
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    say = progress or (lambda msg: None)
+    report = BenchReport(machine=machine_info())
+    net, info, report.student = _student(model)
+    if input_sizes is None:
+        input_sizes = [info.input_size] + ([PAPER_INPUT_SIZE] if info.input_size != PAPER_INPUT_SIZE else [])
+    rows = report.rows
+    with tempfile.TemporaryDirectory(prefix="kdl-bench-") as tmp:
+        for size in input_sizes:
+            crops = face_crops(size, 16, info.crop_margin)[0]
+            say(f"student at {size} px")
+            _bench_network(rows, "student", net, info, size, batches, repeats, threads, Path(tmp), int8,
+                           budget_s, crops)
+            if teacher_arch and teacher_arch.lower() != "none":
+                say(f"teacher {teacher_arch} at {size} px")
+                teacher = create_model(teacher_arch, info.num_points).eval()
+                _bench_network(rows, f"teacher {teacher_arch}", teacher, info, size, batches, repeats, threads,
+                               Path(tmp), False, budget_s, crops)
+                del teacher
+    photo, box = _photo() if (detector or others) else (None, None)
+    if detector:
+        say("face detector")
+        _bench_detector(rows, photo, repeats, budget_s)
+    if others:
+        _bench_others(rows, photo, box, repeats, budget_s)
+    report.targets = _targets(report, info.input_size)
+    report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return report
+
+
+def _targets(report: BenchReport, size: int) -> list[str]:
+    out = []
+    fp32 = report.find("student", "onnxruntime", size, 1)
+    int8 = report.find("student", "onnxruntime int8", size, 1)
+    if fp32 and fp32.ms_per_face is not None:
+        verdict = "met" if fp32.ms_per_face <= TARGET_MS_PER_FACE else "NOT met"
+        out.append(f"student onnxruntime fp32, batch 1, {size} px: <= {TARGET_MS_PER_FACE:g} ms/face -> {verdict} "
+                   f"(median {fp32.ms_per_face:.2f}, best {fp32.best_ms_per_face:.2f} ms)")
+    if fp32 and int8 and int8.ms_per_face is not None and fp32.ms_per_face is not None:
+        verdict = "met" if int8.ms_per_face < fp32.ms_per_face else "NOT met"
+        out.append(f"student onnxruntime int8, batch 1, {size} px: faster than fp32 -> {verdict} "
+                   f"(median {int8.ms_per_face:.2f} vs {fp32.ms_per_face:.2f} ms)")
+    return out
+
+
+def format_report(report: BenchReport) -> str:
+    m = report.machine
+    lines = [f"machine: {m.get('cpu')}, {m.get('usable_cores')}/{m.get('cores')} cores usable, "
+             f"load {m.get('load_avg_1min')}, python {m.get('python')}, torch {m.get('torch')} "
+             f"({m.get('torch_threads')} threads), onnxruntime {m.get('onnxruntime')}",
+             f"student: {report.student}", ""]
+    header = ("model", "runtime", "input", "batch", "ms/face", "best ms/face", "faces/s", "note")
+    table = [header]
+    for r in report.rows:
+        fmt = (lambda v, d=2: "-" if v is None else f"{v:.{d}f}")
+        table.append((r.model, r.runtime, str(r.input_size), str(r.batch) if r.batch else "-",
+                      fmt(r.ms_per_face), fmt(r.best_ms_per_face), fmt(r.faces_per_s, 1), r.note))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     + ("  " + row[-1] if row[-1] else ""))
+    lines.append("")
+    lines.append("ms/face: median over repeats after warm-up (per photo for the detector); best: fastest repeat")
+    lines += [f"target: {t}" for t in report.targets]
+    lines.append(f"peak memory (max RSS): {report.peak_rss_mib:.0f} MiB")
+    return "\n".join(lines)

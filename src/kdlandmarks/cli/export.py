@@ -1,0 +1,58 @@
+"""`kdlandmarks export`: write a model as ONNX (fp32 or int8) and print its parity with torch on real faces."""
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("onnx", "onnx-int8")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a model to ONNX (fp32 or int8) with a parity check",
+                              description="Export a landmark model to ONNX: input 'images' (B,3,S,S) RGB in [0,1], "
+                                          "output 'landmarks' (B,2N); the model's settings travel as metadata.")
+    p.add_argument("--model", default="kd-student-300w",
+                   help="model name from the zoo or a model file (default: the shipped student kd-student-300w)")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (fp32) or onnx-int8 (static QDQ)")
+    p.add_argument("--out", required=True, help="output .onnx file (written atomically)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
+    p.add_argument("--check-faces", type=int, default=8, help="real faces for the parity check (default 8)")
+    p.add_argument("--calibration-faces", type=int, default=32,
+                   help="real faces to calibrate int8 activations on (default 32)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..export import OnnxRegressor, export_onnx, face_crops, format_parity, quantize_int8
+
+    if args.check_faces < 1 or args.calibration_faces < 1:
+        raise ConfigError("--check-faces and --calibration-faces must be at least 1")
+    out = Path(args.out)
+    if args.format == "onnx":
+        report = export_onnx(args.model, out, opset=args.opset, dynamic_batch=not args.static_batch,
+                             check_count=args.check_faces)
+        print(f"wrote {out} ({report['bytes'] / 1e6:.1f} MB, {report['arch']}, {report['num_points']} points, "
+              f"input {report['input_size']} px, opset {report['opset']})")
+        print(format_parity(report, "parity onnx vs torch"))
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".kdl-export-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        report = export_onnx(args.model, fp32, opset=args.opset, dynamic_batch=not args.static_batch,
+                             check_count=args.check_faces)
+        info = OnnxRegressor(fp32).info
+        calib, _, _ = face_crops(info.input_size, args.calibration_faces, info.crop_margin)
+        check, points, source = face_crops(info.input_size, args.check_faces, info.crop_margin)
+        q = quantize_int8(fp32, out, calib, check_crops=check, check_landmarks=points)
+    q["check_source"] = source
+    print(f"wrote {out} ({q['bytes'] / 1e6:.1f} MB int8, fp32 {report['bytes'] / 1e6:.1f} MB, {report['arch']}, "
+          f"{report['num_points']} points, input {report['input_size']} px, opset {report['opset']})")
+    print(format_parity(report, "parity onnx fp32 vs torch"))
+    print(format_parity(q, f"parity int8 vs fp32 ({len(calib)} calibration faces)"))
+    if "nme_fp32" in q:
+        print(f"NME (inter-ocular) on these faces: fp32 {100 * q['nme_fp32']:.2f}%, int8 {100 * q['nme_int8']:.2f}%")
+    return 0

@@ -1,0 +1,44 @@
+"""`kdlandmarks prepare`: decode, crop and store a dataset split once for fast training."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prepare", help="build a prepared-data store from a dataset in its original format",
+                              description="Decode, crop and save faces once, memory-mapped for training.")
+    p.add_argument("--dataset", required=True, choices=["300w", "cofw", "wflw", "folder"])
+    p.add_argument("--root", required=True, help="dataset folder (or the .mat file for COFW)")
+    p.add_argument("--split", default="train", help="split name or sub-folder (default: train)")
+    p.add_argument("--out", help="store folder (default: stores/<dataset>-<split>-<size>)")
+    p.add_argument("--size", type=int, default=128, help="network input size the store is made for (paper: 224)")
+    p.add_argument("--context", type=float, default=1.25, help="stored crop side / input crop side (room to rotate)")
+    p.add_argument("--margin", type=float, default=0.1, help="crop margin around the landmark extent, per side")
+    p.add_argument("--copies", type=int, default=1, help="augmentation factor: stored copies per face, 1 plain + F-1 augmented")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheme", help="landmark scheme for --dataset folder (built-in name or YAML file)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad faces instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..store import PrepareParams, prepare_store
+
+    if args.size < 16 or args.context < 1 or args.copies < 1 or args.margin < 0:
+        raise ConfigError("need --size >= 16, --context >= 1, --copies >= 1 and --margin >= 0")
+    out = args.out or f"stores/{args.dataset}-{args.split.replace('/', '-')}-{args.size}"
+    params = PrepareParams(dataset=args.dataset, root=args.root, split=args.split, input_size=args.size,
+                           context=args.context, margin=args.margin, copies=args.copies, seed=args.seed,
+                           scheme=args.scheme)
+    summary = prepare_store(params, out, workers=args.workers, skip_bad=args.skip_bad, progress=not args.quiet)
+    verb = "is up to date" if summary["status"] == "up to date" else "built"
+    print(f"store {summary['path']} {verb}: {summary['faces']} faces, {summary['samples']} samples "
+          f"({params.copies} per face) in {summary['seconds']:.1f} s")
+    for line in summary["skipped"]:
+        print(f"skipped: {line}")
+    if summary["skipped"]:
+        print(f"{len(summary['skipped'])} bad face(s) skipped")
+    return 0

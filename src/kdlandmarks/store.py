@@ -1,0 +1,267 @@
+"""The prepared-data store: faces decoded, cropped and saved once, memory-mapped for fast training.
+
+Layout of a store folder (all arrays .npy, memory-mappable):
+    meta.json            parameters, counts, and "complete": true once fully written
+    images.npy           uint8 (M, S, S, 3)   crops with context, S = round(input_size * context)
+    landmarks.npy        float32 (M, N, 2)    hard landmarks in store-crop pixel centres
+    matrices.npy         float64 (M, 2, 3)    image -> store-crop affine (its inverse maps back)
+    face_index.npy       int32 (M,)           which original face each sample comes from
+    records.json         per original face: name, image path, subset, image size, attributes
+    soft_landmarks.npy   float32 (M, N, 2)    written by `kdlandmarks asm` (ASM soft-landmarks)
+    asm.npz              the fitted Active Shape Model
+
+With `copies` F > 1 each face is stored F times: copy 0 plain, copies 1..F-1 augmented offline
+(the paper's augmentation factor), so that frozen teachers can be cached per stored sample.
+A store is built in a hidden temporary folder and renamed into place when complete, so an
+interrupted run never leaves something that looks finished; re-running with the same inputs and
+parameters does nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .crop import DEFAULT_MARGIN, CropTransform, square_from_landmarks
+from .datasets import FaceRecord, check_landmarks, dataset_scheme, load_dataset
+from .errors import DataError
+
+STORE_VERSION = 1
+
+
+@dataclass
+class PrepareParams:
+    dataset: str
+    root: str
+    split: str
+    input_size: int = 128
+    context: float = 1.25
+    margin: float = DEFAULT_MARGIN
+    copies: int = 1
+    seed: int = 0
+    scheme: str | None = None
+
+    @property
+    def store_size(self) -> int:
+        return int(round(self.input_size * self.context))
+
+
+class FaceStore:
+    """Read access to a complete store; arrays are memory-mapped."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{self.path}: not a prepared store (no meta.json); run `kdlandmarks prepare`")
+        self.meta = json.loads(meta_path.read_text())
+        if not self.meta.get("complete"):
+            raise DataError(f"{self.path}: store is incomplete; run `kdlandmarks prepare` again")
+        self.images = np.load(self.path / "images.npy", mmap_mode="r")
+        self.landmarks = np.load(self.path / "landmarks.npy")
+        self.face_index = np.load(self.path / "face_index.npy")
+        soft = self.path / "soft_landmarks.npy"
+        self.soft_landmarks = np.load(soft) if soft.is_file() else None
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.meta["num_points"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["params"]["input_size"])
+
+    @property
+    def store_size(self) -> int:
+        return int(self.meta["store_size"])
+
+    @property
+    def window(self) -> float:
+        """Side, in store pixels, of the centred square that is the network's input crop."""
+        return self.store_size / float(self.meta["params"]["context"])
+
+    @property
+    def scheme_name(self) -> str:
+        return str(self.meta["scheme"])
+
+    def matrices(self) -> np.ndarray:
+        return np.load(self.path / "matrices.npy")
+
+    def records(self) -> list[dict]:
+        return json.loads((self.path / "records.json").read_text())
+
+    def input_frame(self, points: np.ndarray) -> np.ndarray:
+        """Store-crop pixels -> network-input pixels (the centred window scaled to input_size)."""
+        k = self.input_size / self.window
+        centre_store = (self.store_size - 1) / 2
+        centre_in = (self.input_size - 1) / 2
+        return (np.asarray(points, dtype=np.float64) - centre_store) * k + centre_in
+
+    def write_soft_landmarks(self, soft: np.ndarray, asm_file: Path | None, info: dict) -> None:
+        """Save soft-landmarks (store pixels) and record how they were made, each file atomically."""
+        soft = np.asarray(soft, dtype=np.float32)
+        if soft.shape != self.landmarks.shape:
+            raise DataError(f"soft landmarks shape {soft.shape} != hard {self.landmarks.shape}")
+        tmp = self.path / ".soft_landmarks.tmp.npy"
+        np.save(tmp, soft)
+        os.replace(tmp, self.path / "soft_landmarks.npy")
+        if asm_file is not None and Path(asm_file).resolve() != (self.path / "asm.npz").resolve():
+            shutil.copyfile(asm_file, self.path / ".asm.tmp.npz")
+            os.replace(self.path / ".asm.tmp.npz", self.path / "asm.npz")
+        self.meta["soft"] = info
+        _write_json(self.path / "meta.json", self.meta)
+        self.soft_landmarks = soft
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _fingerprint(records: list[FaceRecord], params: PrepareParams) -> str:
+    h = hashlib.sha256(json.dumps({k: v for k, v in asdict(params).items() if k != "root"}, sort_keys=True).encode())
+    h.update(str(STORE_VERSION).encode())
+    for r in records:
+        h.update(r.name.encode())
+        h.update(np.ascontiguousarray(r.landmarks, dtype=np.float64).tobytes())
+        if r.image_path is not None:
+            st = Path(r.image_path).stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _crop_one(record: FaceRecord, params: PrepareParams, num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    image = record.load_image()
+    h, w = image.shape[:2]
+    landmarks = check_landmarks(record.landmarks, num_points, record.name, (w, h))
+    cx, cy, side = square_from_landmarks(landmarks, params.margin)
+    transform = CropTransform.from_square(cx, cy, side * params.context, params.store_size)
+    return transform.warp(image), transform.to_crop(landmarks).astype(np.float32), transform.matrix, (w, h)
+
+
+def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip_bad: bool = False,
+                  progress: bool = True) -> dict:
+    """Build (or confirm up to date) a store; returns a summary dict (faces, samples, seconds, skipped, status)."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    out = Path(out)
+    scheme = dataset_scheme(params.dataset, params.scheme)
+    errors: list[str] | None = [] if skip_bad else None
+    records = load_dataset(params.dataset, params.root, params.split, scheme=params.scheme, errors=errors)
+    if params.copies < 1:
+        raise DataError(f"copies must be >= 1, got {params.copies}")
+    fingerprint = _fingerprint(records, params)
+    existing = out / "meta.json"
+    if existing.is_file():
+        try:
+            meta = json.loads(existing.read_text())
+        except json.JSONDecodeError:
+            meta = {}
+        if meta.get("complete") and meta.get("fingerprint") == fingerprint:
+            return {"status": "up to date", "faces": meta["faces"], "samples": meta["samples"],
+                    "seconds": time.perf_counter() - start, "skipped": meta.get("skipped", []), "path": str(out)}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        S = params.store_size
+        kept: list[tuple[FaceRecord, tuple[int, int]]] = []
+        crops, lms, mats = [], [], []
+
+        def work(rec: FaceRecord):
+            try:
+                return _crop_one(rec, params, scheme.num_points)
+            except DataError as exc:
+                if errors is None:
+                    raise
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for rec, result in tqdm(zip(records, pool.map(work, records)), total=len(records),
+                                    desc="prepare", unit="face", disable=not progress):
+                if isinstance(result, DataError):
+                    errors.append(str(result))  # type: ignore[union-attr]
+                    continue
+                crop, lm, mat, size = result
+                crops.append(crop)
+                lms.append(lm)
+                mats.append(mat)
+                kept.append((rec, size))
+        if not kept:
+            raise DataError(f"{params.dataset} {params.split!r}: every face was bad; nothing to store")
+        F = params.copies
+        M = len(kept) * F
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(M, S, S, 3))
+        landmarks = np.zeros((M, scheme.num_points, 2), np.float32)
+        matrices = np.zeros((M, 2, 3), np.float64)
+        face_index = np.repeat(np.arange(len(kept), dtype=np.int32), F)
+        for i, (crop, lm, mat) in enumerate(zip(crops, lms, mats)):
+            images[i * F], landmarks[i * F], matrices[i * F] = crop, lm, mat
+        if F > 1:
+            _augment_copies(images, landmarks, matrices, F, scheme, params)
+        images.flush()
+        del images
+        np.save(tmp / "landmarks.npy", landmarks)
+        np.save(tmp / "matrices.npy", matrices)
+        np.save(tmp / "face_index.npy", face_index)
+        _write_json(tmp / "records.json", [
+            {"name": r.name, "image_path": str(r.image_path) if r.image_path else None, "subset": r.subset,
+             "image_size": list(size), "attributes": r.attributes} for r, size in kept])
+        meta = {
+            "version": STORE_VERSION, "params": asdict(params), "scheme": scheme.name,
+            "num_points": scheme.num_points, "store_size": S, "faces": len(kept), "samples": M,
+            "skipped": errors or [], "fingerprint": fingerprint, "complete": True,
+        }
+        _write_json(tmp / "meta.json", meta)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"status": "built", "faces": len(kept), "samples": M, "seconds": time.perf_counter() - start,
+            "skipped": errors or [], "path": str(out)}
+
+
+def _augment_copies(images: np.ndarray, landmarks: np.ndarray, matrices: np.ndarray, copies: int,
+                    scheme, params: PrepareParams, batch: int = 64) -> None:
+    """Fill copies 1..F-1 of every face with seeded augmentations of copy 0 (store frame to store frame)."""
+    import torch
+
+    from .augment import AugmentConfig, BatchAugmenter, batch_generator
+
+    S = params.store_size
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    aug = BatchAugmenter(AugmentConfig(), torch.as_tensor(scheme.flip_index), S, S, S)
+    bases = np.arange(0, len(images), copies)
+    pairs = [(b, b + c) for b in bases for c in range(1, copies)]
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start:start + batch]
+        src = torch.from_numpy(np.stack([images[b] for b, _ in chunk])).to(device)
+        pts = torch.from_numpy(np.stack([landmarks[b] for b, _ in chunk])).double().to(device)
+        out, moved, _ = aug(src, pts, batch_generator(params.seed, start))
+        out = (out.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        moved = moved.cpu().numpy()
+        for k, (b, dst) in enumerate(chunk):
+            images[dst] = out[k]
+            landmarks[dst] = moved[k]
+            # an augmented copy has no single image->crop similarity without the draw; keep the base one
+            matrices[dst] = matrices[b]

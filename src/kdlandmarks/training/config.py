@@ -1,0 +1,145 @@
+"""Training configuration: YAML recipes shipped with the package, validated before anything runs.
+
+A recipe has one section per role (teacher, student) plus shared data and trainer settings. Values
+can be overridden from the command line with dotted keys (`--set student.epochs=5`). Unknown keys
+are errors, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    store: str | None = None  # prepared store folder (kdlandmarks prepare)
+    val_fraction: float = 0.05  # faces held out of the training store for model selection
+    batch_size: int = 70
+    num_workers: int = 0
+    augment: dict[str, float] | None = None  # online augmentation (None: offline copies only)
+
+
+@dataclass
+class RoleConfig:
+    arch: str = "mobilenetv2_100"
+    epochs: int = 150
+    lr: float = 1e-3
+    lr_decay: float = 1e-4  # Keras legacy decay: lr_t = lr / (1 + lr_decay * step)
+    weight_decay: float = 0.0
+    dropout: float | None = None  # None: the architecture's default (teacher 0.5, student 0)
+    loss: str = "l2"  # l2 | l1 | kd (student only)
+    kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
+    teacher_cache: bool = True  # cache frozen teachers' outputs per stored sample (needs augment: none)
+    select: str = "last"  # last | best-val (validation split carved from train)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    max_time: str | None = None  # "DD:HH:MM:SS" wall-clock cap; epochs reached are recorded
+    log_every_n_steps: int = 10
+    channels_last: bool = False
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    dataset: str = "300w"
+    input_size: int = 128
+    context: float = 1.25
+    margin: float = 0.1
+    copies: int = 6
+    space: str = "normalized"
+    asm_variance: float = 0.95
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: RoleConfig = field(default_factory=lambda: RoleConfig(arch="efficientnet_b3"))
+    student: RoleConfig = field(default_factory=RoleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def _build(cls, spec: Any, where: str):
+    if spec is None:
+        return cls()
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(spec).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(spec) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for key, value in spec.items():
+        default = getattr(defaults, key)
+        if is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, default, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if default is None or value is None or isinstance(default, (dict, list)):
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in {"true", "1", "yes"}:
+                    return True
+                if value.lower() in {"false", "0", "no"}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {type(default).__name__}") from None
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("kdlandmarks.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """A shipped recipe by name (e.g. 300w-cpu) or a YAML file, with `key.sub=value` overrides applied."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    else:
+        candidate = resources.files("kdlandmarks.configs") / f"{name_or_path}.yaml"
+        if not candidate.is_file():
+            raise ConfigError(f"config {name_or_path!r} not found: give a YAML file or one of {shipped_recipes()}")
+        text, where = candidate.read_text(), f"{name_or_path}.yaml"
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    spec = copy.deepcopy(spec)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = spec
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return _build(Recipe, spec, where)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    from dataclasses import asdict
+
+    return asdict(recipe)

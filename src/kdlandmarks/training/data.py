@@ -1,0 +1,77 @@
+"""Training data from a prepared store: a face-grouped train/validation split and the batches.
+
+Batches hold raw uint8 crops; the warp to the network input (and any online augmentation) runs on
+the batch after it reaches the model's device (see module.py), so the loader only copies memory
+and never starves the model.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..store import FaceStore
+
+
+def split_faces(store: FaceStore, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices for training and validation; every copy of a validation face is kept out of training."""
+    faces = int(store.face_index.max()) + 1
+    n_val = int(math.ceil(faces * val_fraction)) if val_fraction > 0 else 0
+    val_faces = np.random.default_rng(seed).permutation(faces)[:n_val]
+    is_val_face = np.zeros(faces, bool)
+    is_val_face[val_faces] = True
+    sample_is_val = is_val_face[store.face_index]
+    # validate on the plain copy (copy 0) of each held-out face only
+    first_copy = np.r_[True, store.face_index[1:] != store.face_index[:-1]]
+    return np.flatnonzero(~sample_is_val), np.flatnonzero(sample_is_val & first_copy)
+
+
+class StoreDataset(Dataset):
+    def __init__(self, store: FaceStore, indices: np.ndarray, soft: bool = False,
+                 teacher_outputs: dict[str, np.ndarray] | None = None) -> None:
+        self.store = store
+        self.indices = np.asarray(indices)
+        self.soft = soft
+        self.teacher_outputs = teacher_outputs or {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        j = int(self.indices[i])
+        item = {
+            "image": torch.from_numpy(np.array(self.store.images[j])),
+            "landmarks": torch.from_numpy(self.store.landmarks[j]),
+            "index": torch.tensor(j),
+        }
+        if self.soft:
+            item["soft"] = torch.from_numpy(self.store.soft_landmarks[j])
+        for name, outputs in self.teacher_outputs.items():
+            item[name] = torch.from_numpy(outputs[j])
+        return item
+
+
+class StoreDataModule(L.LightningDataModule):
+    def __init__(self, store: FaceStore, batch_size: int, val_fraction: float, seed: int, num_workers: int = 0,
+                 soft: bool = False, teacher_outputs: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_idx, self.val_idx = split_faces(store, val_fraction, seed)
+        self.train_set = StoreDataset(store, self.train_idx, soft, teacher_outputs)
+        self.val_set = StoreDataset(store, self.val_idx, soft, teacher_outputs)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, shuffle=False) if len(self.val_set) else []

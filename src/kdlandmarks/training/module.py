@@ -1,0 +1,121 @@
+"""The LightningModule shared by teachers and students: warp/augment on device, regress, log NME.
+
+Teachers learn hard (Tough) or soft (Tolerant) landmarks with L2; students learn with L2, L1 or
+KD-Loss, taking the teachers' outputs from the cache in the batch or running frozen teachers online.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..augment import AugmentConfig, BatchAugmenter, batch_generator
+from ..codec import LandmarkCodec
+from ..errors import KDLandmarksError
+from ..losses import KDLoss, l1_loss, l2_loss
+from ..models import ModelInfo, create_model, load_model
+from ..schemes import get_scheme
+
+
+class TrainingDiverged(KDLandmarksError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class LandmarkModule(L.LightningModule):
+    def __init__(self, kdlandmarks: dict[str, Any], target: str = "hard", loss: str = "l2",
+                 kd: dict[str, Any] | None = None, lr: float = 1e-3, lr_decay: float = 1e-4,
+                 weight_decay: float = 0.0, augment: dict[str, float] | None = None, source_size: int = 160,
+                 window: float = 128.0, seed: int = 0, channels_last: bool = False,
+                 online_teachers: dict[str, str] | None = None) -> None:
+        super().__init__()
+        # "kdlandmarks" holds the ModelInfo, so models.load_model reads a Lightning checkpoint directly
+        self.save_hyperparameters()
+        self.info = ModelInfo(**kdlandmarks)
+        self.model = create_model(self.info.arch, self.info.num_points, self.info.dropout)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.codec = LandmarkCodec(self.info.input_size, self.info.space)
+        scheme = get_scheme(self.info.scheme)
+        self.scheme = scheme
+        self.augmenter = BatchAugmenter(AugmentConfig.from_dict(augment), torch.as_tensor(scheme.flip_index),
+                                        self.info.input_size, source_size, window)
+        self.kd_loss = KDLoss(**(kd or {})) if loss == "kd" else None
+        self._online: dict[str, torch.nn.Module] = {}  # a plain dict: frozen teachers stay out of checkpoints
+        self._val_nme: list[torch.Tensor] = []
+
+    def setup(self, stage: str) -> None:
+        for name, path in (self.hparams.online_teachers or {}).items():
+            if name not in self._online:
+                teacher, _ = load_model(path)
+                self._online[name] = teacher.eval().requires_grad_(False)
+
+    def on_fit_start(self) -> None:
+        for teacher in self._online.values():
+            teacher.to(self.device)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        train = self.trainer is not None and self.trainer.training
+        generator = batch_generator(self.hparams.seed, self.global_step) if train else None
+        extra = [batch["soft"].float()] if "soft" in batch else []
+        x, pts, moved = self.augmenter(batch["image"], batch["landmarks"].float(), generator, extra)
+        batch["input"], batch["points"] = x, pts
+        if moved:
+            batch["soft_points"] = moved[0]
+        if generator is not None and self.augmenter.config.enabled and ("tough" in batch or "tolerant" in batch):
+            raise KDLandmarksError("cached teacher outputs need a fixed input: set data.augment to null "
+                                   "(offline copies) or train with online teachers")
+        return batch
+
+    def _teacher(self, batch: dict, name: str) -> torch.Tensor | None:
+        if name in batch:
+            return batch[name].float()
+        if name in self._online:
+            with torch.no_grad():
+                return self._online[name](batch["input"]).float()
+        return None
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self(batch["input"]).float()
+        hard = self.codec.encode(batch["points"])
+        target = self.codec.encode(batch["soft_points"]) if self.hparams.target == "soft" else hard
+        if self.kd_loss is not None:
+            terms = self.kd_loss.terms(pred, hard, self._teacher(batch, "tough"), self._teacher(batch, "tolerant"))
+            loss = sum(terms.values())
+            for k, v in terms.items():
+                self.log(f"train_{k}", v, on_step=False, on_epoch=True)
+        elif self.hparams.loss == "l1":
+            loss = l1_loss(pred, target)
+        else:
+            loss = l2_loss(pred, target)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at step {self.global_step}; "
+                                   "the last good checkpoint is kept")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        pred = self.codec.decode(self(batch["input"]).float())
+        gt = batch["points"]
+        a, b = self.scheme.inter_ocular
+        d = (gt[:, a] - gt[:, b]).norm(dim=-1).clamp_min(1e-6)
+        self._val_nme.append(((pred - gt).norm(dim=-1).mean(dim=-1) / d).detach())
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_nme:
+            nme = torch.cat(self._val_nme)
+            # gather across DDP ranks through sync_dist on the mean
+            self.log("val_nme", nme.mean() * 100, prog_bar=True, sync_dist=True)
+        self._val_nme.clear()
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        decay = self.hparams.lr_decay
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

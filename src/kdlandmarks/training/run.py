@@ -1,0 +1,214 @@
+"""Train one model (Tough/Tolerant teacher or student) from a recipe, readable top to bottom.
+
+Every run writes into its output folder: the resolved config (config.yaml), Lightning checkpoints
+(checkpoints/last.ckpt, resumed automatically after a kill), CSV/TensorBoard logs, the selected
+model as a portable file (model.pt) and a summary (summary.json). Model selection never looks at a
+test split: the last epoch, or the best epoch on a validation split carved from the training store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from ..errors import ConfigError, DataError
+from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
+from ..store import FaceStore
+from .config import Recipe
+
+TEACHER_KINDS = ("tough", "tolerant")
+STUDENT_LOSSES = ("l2", "l1", "kd")
+
+
+class ThroughputMeter(Callback):
+    """Training samples per second over this invocation's optimisation steps (validation excluded)."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.samples_per_second: float | None = None
+        self._steps = 0
+        self._seconds = 0.0
+        self._t = 0.0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._t, self._step0 = time.perf_counter(), trainer.global_step
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._seconds += time.perf_counter() - self._t
+        self._steps += trainer.global_step - self._step0
+        if self._seconds > 0:
+            self.samples_per_second = round(self._steps * self.batch_size / self._seconds, 1)
+
+
+
+def _check_teacher(path: str | None, name: str, store: FaceStore, input_size: int) -> Path:
+    if not path:
+        raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt"
+    _, info = load_model(p)
+    if info.num_points != store.num_points:
+        raise ConfigError(f"{p}: the {name} teacher predicts {info.num_points} points but the store has {store.num_points}")
+    if info.input_size != input_size:
+        raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes {input_size} px")
+    return p
+
+
+def _write_yaml(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
+                tough: str | None = None, tolerant: str | None = None, online_teachers: bool = False,
+                restart: bool = False, progress: bool = True) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    # Lightning's start-up tips and two harmless notices would bury the progress output
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for pattern in (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*does not have many workers.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+    from .data import StoreDataModule
+    from .module import LandmarkModule
+    from .teacher_cache import teacher_outputs
+
+    # 1. what is being trained, checked before any work starts
+    if role not in ("teacher", "student"):
+        raise ConfigError(f"role must be teacher or student, got {role!r}")
+    cfg = recipe.teacher if role == "teacher" else recipe.student
+    if role == "teacher":
+        if kind not in TEACHER_KINDS:
+            raise ConfigError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
+        loss = cfg.loss if cfg.loss in ("l2", "l1") else "l2"
+    else:
+        loss = loss or cfg.loss
+        if loss not in STUDENT_LOSSES:
+            raise ConfigError(f"student loss must be one of {STUDENT_LOSSES}, got {loss!r}")
+    if cfg.select not in ("last", "best-val"):
+        raise ConfigError(f"select must be 'last' or 'best-val', got {cfg.select!r}")
+    if not recipe.data.store:
+        raise ConfigError("no training store: pass --store STORE (built by `kdlandmarks prepare`)")
+    store = FaceStore(recipe.data.store)
+    target = "soft" if kind == "tolerant" else "hard"
+    if target == "soft" and store.soft_landmarks is None:
+        raise DataError(f"{store.path}: store has no soft-landmarks for the Tolerant-Teacher; "
+                        f"run `kdlandmarks asm --store {store.path}` first")
+    augment = recipe.data.augment
+    teacher_paths: dict[str, Path] = {}
+    if loss == "kd":
+        wanted = tuple(cfg.kd.get("teachers", TEACHER_KINDS))
+        given = {"tough": tough, "tolerant": tolerant}
+        teacher_paths = {n: _check_teacher(given[n], n, store, recipe.input_size) for n in wanted}
+    use_cache = loss == "kd" and cfg.teacher_cache and not online_teachers
+    if use_cache and augment:
+        raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
+                          "`prepare --copies`) or pass --online-teachers")
+
+    precision = recipe.trainer.precision
+    accelerator = recipe.trainer.accelerator
+    if accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available():
+        if accelerator != "auto":
+            raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA device is available")
+        accelerator = "cpu"
+    if accelerator == "cpu" and precision != "32-true":
+        precision = "32-true"  # mixed precision is a GPU optimisation; on CPU it only slows down
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dropout = cfg.dropout if cfg.dropout is not None else ARCH_CONFIGS.get(cfg.arch, {}).get("dropout", 0.0)
+    info = ModelInfo(
+        arch=cfg.arch, num_points=store.num_points, input_size=recipe.input_size, dropout=dropout,
+        space=recipe.space, scheme=store.scheme_name, crop_margin=float(store.meta["params"]["margin"]),
+        metadata={"role": role, "kind": kind, "loss": loss, "recipe": recipe.name,
+                  "dataset": store.meta["params"]["dataset"], "store": str(store.path),
+                  "train_faces": int(store.meta["faces"]), "copies": int(store.meta["params"]["copies"])},
+    )
+    resolved = {"recipe": asdict(recipe), "role": role, "kind": kind, "loss": loss,
+                "teachers": {k: str(v) for k, v in teacher_paths.items()}, "online_teachers": online_teachers,
+                "model_info": asdict(info)}
+    _write_yaml(out / "config.yaml", resolved)
+
+    # 2. data: teacher outputs cached once per stored sample (or teachers run online)
+    cached = {}
+    if use_cache:
+        device = "cuda" if accelerator != "cpu" else "cpu"
+        cached = {n: teacher_outputs(p, store, recipe.input_size, device=device, progress=progress)
+                  for n, p in teacher_paths.items()}
+    datamodule = StoreDataModule(store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,
+                                 recipe.data.num_workers, soft=(target == "soft"), teacher_outputs=cached)
+
+    # 3. model and loop
+    L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+    module = LandmarkModule(
+        asdict(info), target=target, loss=loss, kd={k: v for k, v in cfg.kd.items()} if loss == "kd" else None,
+        lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, augment=augment,
+        source_size=store.store_size, window=store.window, seed=recipe.trainer.seed,
+        channels_last=recipe.trainer.channels_last and accelerator != "cpu",
+        online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
+    )
+    has_val = len(datamodule.val_set) > 0
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
+                                 monitor="val_nme" if has_val else None, mode="min", save_top_k=1 if has_val else 0)
+    loggers: list = [CSVLogger(out, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    meter = ThroughputMeter(recipe.data.batch_size)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=accelerator, devices=recipe.trainer.devices,
+        num_nodes=recipe.trainer.num_nodes, strategy=recipe.trainer.strategy, precision=precision,
+        max_time=recipe.trainer.max_time, callbacks=[checkpoint, meter], logger=loggers,
+        log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    resume = last if last.is_file() and not restart else None
+    if resume and progress:
+        print(f"resuming from {resume}")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    seconds = time.perf_counter() - start
+
+    # 4. the selected model as a portable file, plus a summary
+    summary: dict[str, Any] = {
+        "role": role, "kind": kind, "loss": loss, "epochs_completed": int(trainer.current_epoch),
+        "epochs_planned": cfg.epochs, "steps": int(trainer.global_step), "seconds": round(seconds, 1),
+        "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
+        "samples_per_second": meter.samples_per_second,
+        "precision": precision, "accelerator": accelerator, "teacher_cache": use_cache,
+    }
+    if trainer.is_global_zero:
+        if cfg.select == "best-val" and checkpoint.best_model_path:
+            chosen = Path(checkpoint.best_model_path)
+            model, _ = load_model(chosen)
+        else:  # the weights as training left them (a max_time stop can end mid-epoch, after last.ckpt)
+            chosen, model = last, module.model
+        info.metadata.update({"checkpoint": chosen.name, "epochs": summary["epochs_completed"],
+                              "select": cfg.select})
+        save_model(out / "model.pt", model, replace(info))
+        val = trainer.callback_metrics.get("val_nme")
+        summary.update({"selected_checkpoint": str(chosen), "model": str(out / "model.pt"),
+                        "last_val_nme": round(float(val), 3) if val is not None else None,
+                        "best_val_nme": round(float(checkpoint.best_model_score), 3)
+                        if checkpoint.best_model_score is not None else None})
+        tmp = out / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=1))
+        os.replace(tmp, out / "summary.json")
+    return summary

@@ -1,0 +1,32 @@
+"""Shipped models by name: a registry of weight files in the package's weights/ folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# name -> file name in WEIGHTS_DIR (model files written by models.save_model).
+SHIPPED: dict[str, str] = {}
+
+
+def shipped_names() -> list[str]:
+    return sorted(SHIPPED)
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """The model file for a shipped model's name or an existing path; ModelError otherwise."""
+    key = str(name_or_path)
+    if key in SHIPPED:
+        path = WEIGHTS_DIR / SHIPPED[key]
+        if not path.is_file():
+            raise ModelError(f"shipped model {key!r}: its weight file {path} is missing from the installation")
+        return path
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder, not a model file")
+    shipped = ", ".join(shipped_names()) or "none"
+    raise ModelError(f"unknown model {key!r}: no such file and not a shipped model name; shipped: {shipped}")
