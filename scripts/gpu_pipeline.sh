@@ -15,15 +15,16 @@ $K asm --store "$RUN/store" --variance 0.95
 tcap=(); scap=()
 [ -n "$T_TIME" ] && tcap=(--set "trainer.max_time=$T_TIME")
 [ -n "$S_TIME" ] && scap=(--set "trainer.max_time=$S_TIME")
+[ -n "${STUDENT_EPOCHS:-}" ] && scap+=(--set "student.epochs=$STUDENT_EPOCHS")
 common=(--config "$CONFIG" --store "$RUN/store" --set "input_size=$SIZE" --quiet)
-$K train teacher --kind tough "${common[@]}" "${tcap[@]}" --out "$RUN/tough" > "$RUN/tough.log" 2>&1 &
-$K train teacher --kind tolerant "${common[@]}" "${tcap[@]}" --out "$RUN/tolerant" > "$RUN/tolerant.log" 2>&1 &
-wait %1 %2
-tail -n 1 "$RUN/tough.log" "$RUN/tolerant.log"
-$K train student --loss l2 "${common[@]}" "${scap[@]}" --out "$RUN/baseline" > "$RUN/baseline.log" 2>&1 &
-$K train student --loss kd --tough "$RUN/tough" --tolerant "$RUN/tolerant" "${common[@]}" "${scap[@]}" --out "$RUN/student" > "$RUN/student.log" 2>&1 &
-wait %3 %4
-tail -n 1 "$RUN/baseline.log" "$RUN/student.log"
+$K train teacher --kind tough "${common[@]}" "${tcap[@]}" --out "$RUN/tough" > "$RUN/tough.log" 2>&1 & p1=$!
+$K train teacher --kind tolerant "${common[@]}" "${tcap[@]}" --out "$RUN/tolerant" > "$RUN/tolerant.log" 2>&1 & p2=$!
+fail=0; wait $p1 || fail=1; wait $p2 || fail=1
+tail -n 3 "$RUN/tough.log" "$RUN/tolerant.log"; [ $fail = 0 ] || exit 1
+$K train student --loss l2 "${common[@]}" "${scap[@]}" --out "$RUN/baseline" > "$RUN/baseline.log" 2>&1 & p3=$!
+$K train student --loss kd --tough "$RUN/tough" --tolerant "$RUN/tolerant" "${common[@]}" "${scap[@]}" --out "$RUN/student" > "$RUN/student.log" 2>&1 & p4=$!
+wait $p3 || fail=1; wait $p4 || fail=1
+tail -n 3 "$RUN/baseline.log" "$RUN/student.log"; [ $fail = 0 ] || exit 1
 dev=cpu; python3 -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" && dev=cuda
 for m in tough tolerant baseline student; do
   $K evaluate --model "$RUN/$m/model.pt" --dataset 300w --root "$DATA" --split lfpw/testset --out "$RUN/eval-$m" --device "$dev"

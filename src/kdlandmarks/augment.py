@@ -35,10 +35,18 @@ class AugmentConfig:
         if spec in (None, "none", False):
             return AugmentConfig.disabled()
         known = {f.name for f in fields(AugmentConfig)}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"augmentation must be a mapping of {sorted(known)} or null, got {spec!r}")
         unknown = set(spec) - known
         if unknown:
             raise ConfigError(f"unknown augmentation option(s) {sorted(unknown)}; known: {sorted(known)}")
-        return AugmentConfig(**{k: float(v) for k, v in spec.items()})
+        values = {}
+        for k, v in spec.items():
+            try:
+                values[k] = float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"augmentation option {k}: {v!r} is not a number") from None
+        return AugmentConfig(**values)
 
     @staticmethod
     def disabled() -> "AugmentConfig":

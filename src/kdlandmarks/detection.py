@@ -37,8 +37,8 @@ from .errors import ConfigError, DataError
 # Fitted by benchmarks/calibrate_detector.py on the 300-W training split (afw, helen/trainset,
 # lfpw/trainset) at margin DEFAULT_MARGIN; `default_calibration` rescales them for other margins.
 DEFAULT_CALIBRATIONS: dict[str, BoxCalibration] = {
-    "retinaface": BoxCalibration(dx=0.0, dy=0.0, scale=1.0),
-    "haar": BoxCalibration(dx=0.0, dy=0.0, scale=1.0),
+    "retinaface": BoxCalibration(dx=0.0019, dy=0.1501, scale=1.0901),  # 2012/2012 faces
+    "haar": BoxCalibration(dx=0.0059, dy=0.1490, scale=1.0411),  # 1825/2012 faces (OpenCV 4.14)
 }
 CALIBRATION_MARGIN = DEFAULT_MARGIN
 AUTO_ORDER = ("retinaface", "haar")  # best first
@@ -140,16 +140,31 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
 
 def check_boxes(boxes: Any, what: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
     """(K, 4) or (K, 5) boxes (x0, y0, x1, y1[, score]) -> float64 (K, 4) boxes and (K,) scores."""
-    arr = np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4))
-    if arr.ndim == 1 and arr.size in (4, 5):
-        arr = arr[None]
+    shape_error = f"{what}: expected (K, 4) boxes x0, y0, x1, y1 (or (K, 5) with scores)"
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+        if arr.ndim == 1 and arr.size in (4, 5):
+            arr = arr[None]
+        elif arr.size == 0:
+            arr = np.zeros((0, 4))
+    except ValueError:
+        # Rows of 4 and 5 values mixed: a missing score is 1.0.
+        try:
+            rows = [np.asarray(r, dtype=np.float64).ravel() for r in boxes]
+        except (TypeError, ValueError):
+            raise DataError(f"{shape_error}, got non-numeric values") from None
+        if any(r.size not in (4, 5) for r in rows):
+            raise DataError(f"{shape_error}, got rows of {sorted({r.size for r in rows})} values") from None
+        arr = np.array([np.append(r, 1.0) if r.size == 4 else r for r in rows])
+    except TypeError:
+        raise DataError(f"{shape_error}, got {type(boxes).__name__}") from None
     if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-        raise DataError(f"{what}: expected (K, 4) boxes x0, y0, x1, y1 (or (K, 5) with a score), got shape {arr.shape}")
+        raise DataError(f"{shape_error}, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise DataError(f"{what}: boxes contain NaN or infinite values")
     if ((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])).any():
         raise DataError(f"{what}: every box needs x1 > x0 and y1 > y0")
-    scores = arr[:, 4] if arr.shape[1] == 5 else np.ones(len(arr))
+    scores = arr[:, 4].copy() if arr.shape[1] == 5 else np.ones(len(arr))
     return arr[:, :4].copy(), scores
 
 

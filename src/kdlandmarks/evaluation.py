@@ -10,6 +10,7 @@ margin, optimistic) and ``box`` (the dataset's face box through the model's "box
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
             "auc": AUC_METHOD,
             "auc_paper_code": PAPER_CODE_AUC,
             "frame": "original image (NME is scale-invariant: equals the crop-frame value)",
-            "model": str(model_path),
+            "model": os.path.abspath(model_path),
             "arch": info.arch,
             "input_size": info.input_size,
             "space": info.space,

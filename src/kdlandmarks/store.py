@@ -4,7 +4,8 @@ Layout of a store folder (all arrays .npy, memory-mappable):
     meta.json            parameters, counts, and "complete": true once fully written
     images.npy           uint8 (M, S, S, 3)   crops with context, S = round(input_size * context)
     landmarks.npy        float32 (M, N, 2)    hard landmarks in store-crop pixel centres
-    matrices.npy         float64 (M, 2, 3)    image -> store-crop affine (its inverse maps back)
+    matrices.npy         float64 (M, 2, 3)    image -> store-crop affine (its inverse maps back; an augmented
+                                              copy's includes its draw, a flipped copy's points are relabelled)
     face_index.npy       int32 (M,)           which original face each sample comes from
     records.json         per original face: name, image path, subset, image size, attributes
     soft_landmarks.npy   float32 (M, N, 2)    written by `kdlandmarks asm` (ASM soft-landmarks)
@@ -260,8 +261,10 @@ def _augment_copies(images: np.ndarray, landmarks: np.ndarray, matrices: np.ndar
         out, moved, _ = aug(src, pts, batch_generator(params.seed, start))
         out = (out.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         moved = moved.cpu().numpy()
+        # the same generator replays the same draws: the copy's store->copy map, composed with the base matrix
+        draws = aug._draw(len(chunk), batch_generator(params.seed, start))
+        to_copy = np.linalg.inv(aug.output_to_source(draws, len(chunk)).double().numpy())
         for k, (b, dst) in enumerate(chunk):
             images[dst] = out[k]
             landmarks[dst] = moved[k]
-            # an augmented copy has no single image->crop similarity without the draw; keep the base one
-            matrices[dst] = matrices[b]
+            matrices[dst] = (to_copy[k] @ np.vstack([matrices[b], [0.0, 0.0, 1.0]]))[:2]

@@ -66,9 +66,11 @@ class StoreDataModule(L.LightningDataModule):
         self.val_set = StoreDataset(store, self.val_idx, soft, teacher_outputs)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        # A ragged last training batch is dropped: on CPU every new batch shape costs a slow kernel warm-up.
+        drop_last = shuffle and len(dataset) > self.batch_size
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
-                          drop_last=False)
+                          drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
