@@ -5,6 +5,7 @@ and a known bias, so its landmarks are known exactly and the whole box -> crop -
 mapping can be checked to the pixel.
 """
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -170,21 +171,29 @@ def test_auto_without_any_detector_is_a_clear_error(monkeypatch, random_model):
     with pytest.raises(ConfigError, match="no face detector is installed"):
         create_detector("auto")
     det = LandmarkDetector(random_model)  # boxes still work with no detector installed
+    # Given boxes are cropped as RetinaFace boxes (or the named detector's) whatever is installed.
+    assert det.calibration_for() == DEFAULT_CALIBRATIONS["retinaface"]
+    assert LandmarkDetector(random_model, detector="haar").calibration_for() == DEFAULT_CALIBRATIONS["haar"]
     assert len(det.detect(rng_image(80, 80), boxes=[[10, 10, 60, 60]])) == 1
     with pytest.raises(ConfigError, match="pass face boxes"):
         det.detect(rng_image(80, 80))
 
 
-@pytest.mark.skipif("retinaface" not in available_detectors(), reason="RetinaFace weights not installed")
-def test_retinaface_finds_a_real_face():
+@pytest.mark.parametrize("name", ["retinaface", "haar"])
+def test_builtin_detector_finds_a_real_face(name):
+    if name not in available_detectors():
+        pytest.skip(f"{name} is not installed here")
     path, pts = real_face()
     if path is None:
         pytest.skip("no 300-W face available")
     from kdlandmarks.datasets.record import read_image
 
-    dets = create_detector("retinaface").detect(read_image(path))
-    assert match_detection(dets, pts) is not None
-    assert all(0 < d.score <= 1 and d.keypoints.shape == (5, 2) for d in dets)
+    detector = create_detector(name)
+    dets = detector.detect(read_image(path))
+    assert detector.name == name and match_detection(dets, pts) is not None
+    assert all(0 < d.score <= 1 for d in dets)
+    if name == "retinaface":
+        assert all(d.keypoints.shape == (5, 2) for d in dets)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,3 +409,23 @@ def test_predict_only_bad_inputs_fails(random_model, tmp_path, capsys):
                  "--boxes", "1,1,5,5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "x.jpg" in err[0]
+
+
+def test_predict_boxes_file_maps_names_and_detects_the_rest(face_image, random_model, tmp_path, monkeypatch):
+    image, box = face_image
+    shutil.copy(image, image.parent / "other.jpg")
+    monkeypatch.setitem(DETECTORS, "corner", DETECTORS["haar"])
+    register_detector("corner", lambda **kw: (lambda im: [[0, 0, 20, 20], [30, 30, 60, 60]]))
+    mapping = tmp_path / "boxes.json"
+    mapping.write_text(json.dumps({"face.jpg": [[float(v) for v in box.split(",")]]}))
+    out = tmp_path / "out"
+    assert main(["predict", str(image.parent), "--model", str(random_model), "--out", str(out),
+                 "--boxes", str(mapping), "--detector", "corner"]) == 0
+    given = json.loads((out / "face.json").read_text())
+    detected = json.loads((out / "other.json").read_text())
+    assert len(given["faces"]) == 1 and given["faces"][0]["score"] == 1.0
+    assert [f["box"] for f in detected["faces"]] == [[0, 0, 20, 20], [30, 30, 60, 60]]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "face.json").stat().st_mode & 0o777 == 0o666 & ~mask  # like any file written without temp
+    assert main(["predict", str(image), "--model", str(random_model), "--boxes", str(tmp_path / "nope.json")]) == 2

@@ -136,7 +136,7 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
         try:
             quantize_int8(onnx_path, q_path, crops)
             runners.append(("onnxruntime int8", OnnxRegressor(q_path, threads=threads),
-                            f"static QDQ, {len(crops)} calibration faces"))
+                            f"static QDQ, fp32 head, {len(crops)} calibration faces"))
         except KDLandmarksError as exc:
             rows.append(BenchRow(name, "onnxruntime int8", size, 0, note=f"skipped: {exc}"))
     for runtime, runner, note in runners:
@@ -169,7 +169,7 @@ def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, repeats: int
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:120]
+    return f"{type(exc).__name__}: {text}"[:160]
 
 
 def _bench_others(rows: list[BenchRow], photo: np.ndarray | None, box: np.ndarray | None,
@@ -241,15 +241,29 @@ def run_bench(model: str | Path | None = None, teacher_arch: str | None = "effic
               input_sizes: Sequence[int] | None = None, batches: Sequence[int] = (1, 32), repeats: int = 20,
               threads: int | None = None, int8: bool = True, detector: bool = True, others: bool = True,
               budget_s: float = 5.0, progress: Callable[[str], None] | None = None) -> BenchReport:
-    """Measure everything the table shows; `threads` sets torch's and onnxruntime's intra-op threads."""
+    """Measure everything the table shows; `threads` sets torch's and onnxruntime's intra-op threads.
+
+    `model`: a zoo name, a model file, an in-memory (model, ModelInfo) pair, or None for the shipped
+    student (a fresh MobileNetV2 while none is shipped; the report says which).
+    """
     import torch
 
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _run(model, teacher_arch, input_sizes, batches, repeats, threads, int8, detector, others, budget_s,
+                    progress or (lambda msg: None))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None, batches: Sequence[int],
+         repeats: int, threads: int | None, int8: bool, detector: bool, others: bool, budget_s: float,
+         say: Callable[[str], None]) -> BenchReport:
     from .export import face_crops
     from .models import create_model
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    say = progress or (lambda msg: None)
     report = BenchReport(machine=machine_info())
     net, info, report.student = _student(model)
     if input_sizes is None:
@@ -257,15 +271,16 @@ def run_bench(model: str | Path | None = None, teacher_arch: str | None = "effic
     rows = report.rows
     with tempfile.TemporaryDirectory(prefix="kdl-bench-") as tmp:
         for size in input_sizes:
-            crops = face_crops(size, 16, info.crop_margin)[0]
+            crops = face_crops(size, 32, info.crop_margin)[0]
             say(f"student at {size} px")
             _bench_network(rows, "student", net, info, size, batches, repeats, threads, Path(tmp), int8,
                            budget_s, crops)
             if teacher_arch and teacher_arch.lower() != "none":
                 say(f"teacher {teacher_arch} at {size} px")
                 teacher = create_model(teacher_arch, info.num_points).eval()
-                _bench_network(rows, f"teacher {teacher_arch}", teacher, info, size, batches, repeats, threads,
-                               Path(tmp), False, budget_s, crops)
+                teacher_info = dataclasses.replace(info, arch=teacher_arch)
+                _bench_network(rows, f"teacher {teacher_arch}", teacher, teacher_info, size, batches, repeats,
+                               threads, Path(tmp), False, budget_s, crops)
                 del teacher
     photo, box = _photo() if (detector or others) else (None, None)
     if detector:
@@ -290,6 +305,10 @@ def _targets(report: BenchReport, size: int) -> list[str]:
         verdict = "met" if int8.ms_per_face < fp32.ms_per_face else "NOT met"
         out.append(f"student onnxruntime int8, batch 1, {size} px: faster than fp32 -> {verdict} "
                    f"(median {int8.ms_per_face:.2f} vs {fp32.ms_per_face:.2f} ms)")
+    paper = report.find("student", "onnxruntime", PAPER_INPUT_SIZE, 1)
+    if paper and paper.ms_per_face is not None and size != PAPER_INPUT_SIZE:
+        out.append(f"student onnxruntime fp32, batch 1, {PAPER_INPUT_SIZE} px (the paper's input; no target): "
+                   f"median {paper.ms_per_face:.2f}, best {paper.best_ms_per_face:.2f} ms")
     return out
 
 
@@ -298,7 +317,12 @@ def format_report(report: BenchReport) -> str:
     lines = [f"machine: {m.get('cpu')}, {m.get('usable_cores')}/{m.get('cores')} cores usable, "
              f"load {m.get('load_avg_1min')}, python {m.get('python')}, torch {m.get('torch')} "
              f"({m.get('torch_threads')} threads), onnxruntime {m.get('onnxruntime')}",
-             f"student: {report.student}", ""]
+             f"student: {report.student}"]
+    load, usable = m.get("load_avg_1min"), m.get("usable_cores")
+    if load is not None and usable and load > usable:
+        lines.append(f"warning: load average {load} exceeds the {usable} usable cores; other processes share the "
+                     "CPU, so latencies are pessimistic (see 'best')")
+    lines.append("")
     header = ("model", "runtime", "input", "batch", "ms/face", "best ms/face", "faces/s", "note")
     table = [header]
     for r in report.rows:

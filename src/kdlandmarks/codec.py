@@ -9,7 +9,6 @@ convention (raw 224-pixel targets) is available as ``space="pixels"``.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 SPACES = ("normalized", "pixels")
 
@@ -37,4 +36,4 @@ class LandmarkCodec:
 
 
 def to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)

@@ -24,6 +24,7 @@ from .detection import (FaceDetector, check_boxes, check_image, create_detector,
 from .errors import ConfigError, DataError, KDLandmarksError, ModelError
 
 DEFAULT_MODEL = "kd-student-300w"
+DEFAULT_BOX_SOURCE = "retinaface"  # given boxes are taken to be RetinaFace-like face boxes
 BACKENDS = ("torch", "onnx")
 
 
@@ -73,10 +74,16 @@ def _onnx_providers(device: str) -> list[str]:
     raise ConfigError(f"device {device!r} is not supported by the onnx backend: use cpu or cuda")
 
 
-def _resolve_model_path(model: str | Path) -> Path:
-    from .zoo import resolve_model
+def _resolve_model_path(model: str | Path, backend: str | None) -> Path:
+    """A shipped name resolves to its ONNX export when onnxruntime is installed (fast start, small memory),
+    unless backend "torch" is asked for."""
+    import importlib.util
 
-    return Path(resolve_model(model))
+    from .zoo import SHIPPED_ONNX, resolve_model
+
+    if backend is None and str(model) in SHIPPED_ONNX and importlib.util.find_spec("onnxruntime") is not None:
+        backend = "onnx"
+    return Path(resolve_model(model, backend=backend or "torch"))
 
 
 class LandmarkDetector:
@@ -129,7 +136,7 @@ class LandmarkDetector:
         return cls(device=device, _loaded=(model, info), **kwargs)
 
     def _load(self, model: str | Path, backend: str | None, device: str) -> None:
-        path = _resolve_model_path(model)
+        path = _resolve_model_path(model, backend)
         kind = "onnx" if path.suffix.lower() == ".onnx" else "torch"
         backend = backend or kind
         if backend != kind:
@@ -179,15 +186,24 @@ class LandmarkDetector:
                 return None
         return getattr(spec, "name", None)
 
+    def _given_box_source(self) -> str | None:
+        """Whose boxes given boxes are taken to be: the named detector, else RetinaFace's (the default
+        detector), so that the same boxes give the same crops whatever detectors are installed."""
+        spec = self._detector_spec
+        if isinstance(spec, str):
+            return DEFAULT_BOX_SOURCE if spec == "auto" or ":" in spec else spec
+        return getattr(spec, "name", None)
+
     def calibration_for(self, source: str | None = None) -> BoxCalibration:
         """The box-to-crop mapping for boxes from `source` (a detector name; default: this detector).
 
         Order: the `calibration` given to the constructor, the model file's own for that name, the
         shipped default for that detector, and the identity (crop the box itself) for unknown names.
+        Given boxes without a source count as the configured detector's ("auto": RetinaFace's).
         """
         if isinstance(self._calibration, BoxCalibration):
             return self._calibration
-        name = self._calibration or source or self.detector_name
+        name = self._calibration or source or self._given_box_source()
         if name is None:
             return BoxCalibration()
         own = (self.info.box_calibrations or {}).get(name)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .crop import DEFAULT_MARGIN
 from .errors import ModelError
+from .modelinfo import MODEL_FORMAT, ModelInfo
 
 # Per-architecture defaults; other timm names use `dropout=0`.
 ARCH_CONFIGS: dict[str, dict[str, Any]] = {
@@ -28,23 +28,6 @@ ARCH_CONFIGS: dict[str, dict[str, Any]] = {
     "mobilenetv2_100": {"dropout": 0.0, "role": "student"},
 }
 DEFAULT_ARCH = {"teacher": "efficientnet_b3", "student": "mobilenetv2_100"}
-MODEL_FORMAT = "kdlandmarks-model/1"
-
-
-@dataclass
-class ModelInfo:
-    """What a model file says about its network and how it must be fed."""
-
-    arch: str
-    num_points: int
-    input_size: int
-    dropout: float = 0.0
-    space: str = "normalized"
-    scheme: str = "300w"
-    crop_margin: float = DEFAULT_MARGIN
-    # Box-to-crop calibration per detector name: {"dx":..,"dy":..,"scale":..}
-    box_calibrations: dict[str, dict[str, float]] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class LandmarkRegressor(nn.Module):

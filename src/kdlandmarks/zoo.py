@@ -12,6 +12,8 @@ SHIPPED: dict[str, str] = {
     # MobileNetV2 student trained with KD-Loss on 300-W (68 points, 128 px); card: weights/kd-student-300w.md
     "kd-student-300w": "kd-student-300w.pt",
 }
+# The same models exported to ONNX (kdlandmarks export): onnxruntime inference without importing torch.
+SHIPPED_ONNX: dict[str, str] = {"kd-student-300w": "kd-student-300w.onnx"}
 DEFAULT_MODEL = "kd-student-300w"
 
 
@@ -19,11 +21,11 @@ def shipped_names() -> list[str]:
     return sorted(SHIPPED)
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """The model file for a shipped model's name or an existing path; ModelError otherwise."""
+def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:
+    """The model file for a shipped model's name (its .onnx export for backend "onnx") or an existing path."""
     key = str(name_or_path)
     if key in SHIPPED:
-        path = WEIGHTS_DIR / SHIPPED[key]
+        path = WEIGHTS_DIR / (SHIPPED_ONNX[key] if backend == "onnx" and key in SHIPPED_ONNX else SHIPPED[key])
         if not path.is_file():
             raise ModelError(f"shipped model {key!r}: its weight file {path} is missing from the installation")
         return path

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                    help="face detector: auto (best installed), retinaface, haar, or module:callable (default auto)")
     p.add_argument("--boxes", default=None,
                    help="face boxes instead of a detector: 'x0,y0,x1,y1[;x0,y0,x1,y1...]' for every image/frame, "
-                        "or a .json file mapping image file names to [[x0,y0,x1,y1], ...] (others are detected)")
+                        "or a .json file mapping image file names to [[x0,y0,x1,y1], ...] (others are detected); "
+                        "boxes are cropped like boxes of --detector (auto: retinaface)")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="video: track faces and smooth landmarks over time with a One-Euro filter (default on)")
     p.add_argument("--batch-size", type=int, default=16, help="images or frames per network batch (default 16)")
@@ -121,12 +122,20 @@ def collect_inputs(paths: list[str]) -> list[tuple[Path, str, str]]:
 # Outputs
 # --------------------------------------------------------------------------------------------------
 
+def _umask_mode() -> int:
+    # mkstemp creates 0600 files; results should get the usual permissions (0666 less the umask).
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -135,7 +144,7 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 
 def _write_image_result(path: Path, stem: str, out: Path, image: Any, faces: list, formats: set[str],
                         draw: bool, meta: dict[str, Any]) -> None:
-    from ..datasets.pts import atomic_write_text, write_pts
+    from ..datasets.pts import write_pts
 
     base = out / stem
     if "json" in formats:
@@ -143,7 +152,7 @@ def _write_image_result(path: Path, stem: str, out: Path, image: Any, faces: lis
                   "faces": [f.to_dict() for f in faces]}
         if not faces:
             record["reason"] = NO_FACE
-        atomic_write_text(base.with_name(base.name + ".json"), json.dumps(record, indent=1) + "\n")
+        _atomic_bytes(base.with_name(base.name + ".json"), (json.dumps(record, indent=1) + "\n").encode())
     if "pts" in formats:
         for i, face in enumerate(faces):
             write_pts(base.with_name(f"{base.name}_{i}.pts"), face.landmarks)
@@ -272,6 +281,7 @@ def predict_video(detector: Any, path: Path, stem: str, args: argparse.Namespace
             writer.release()
             writer = None
             os.replace(tmp_video, video_path)
+        os.chmod(tmp_lines, _umask_mode())
         os.replace(tmp_lines, lines_path)
     finally:
         bar.close()
@@ -297,15 +307,18 @@ def run(args: argparse.Namespace) -> int:
     detector = LandmarkDetector.from_pretrained(args.model, device=args.device, backend=args.backend,
                                                 detector=args.detector, batch_size=args.batch_size)
     if boxes is None or isinstance(boxes, dict):
-        detector.detector  # a missing detector is one error for the whole run, not one per file
+        _ = detector.detector  # a missing detector is one error for the whole run, not one per file
     out = Path(args.out)
-    meta = {"model": str(detector.model_path or args.model), "num_points": detector.num_points,
-            "detector": detector.detector_name if boxes is None else ("given boxes" if not isinstance(boxes, dict)
-                                                                       else f"given boxes / {detector.detector_name}")}
+    source = detector.detector_name
+    if boxes is not None:
+        source = f"given boxes / {source}" if isinstance(boxes, dict) else "given boxes"
+    meta = {"model": str(detector.model_path or args.model), "num_points": detector.num_points, "detector": source}
     errors: list[Exception] = []
     images = [(p, s) for p, s, k in items if k == "image"]
     videos = [(p, s) for p, s, k in items if k == "video"]
-    done, faces, empty = predict_images(detector, images, args, out, formats, boxes, meta, errors) if images else (0, 0, 0)
+    done = faces = empty = 0
+    if images:
+        done, faces, empty = predict_images(detector, images, args, out, formats, boxes, meta, errors)
     frames = videos_done = 0
     for path, stem in videos:
         try:

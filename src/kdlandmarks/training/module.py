@@ -47,7 +47,10 @@ class LandmarkModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         for name, path in (self.hparams.online_teachers or {}).items():
             if name not in self._online:
-                teacher, _ = load_model(path)
+                # building the network draws random initial weights; keep them off the global RNG so a run
+                # with online teachers shuffles and drops out exactly as the same run with cached ones
+                with torch.random.fork_rng(devices=[]):
+                    teacher, _ = load_model(path)
                 self._online[name] = teacher.eval().requires_grad_(False)
 
     def on_fit_start(self) -> None:
@@ -61,7 +64,9 @@ class LandmarkModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         train = self.trainer is not None and self.trainer.training
-        generator = batch_generator(self.hparams.seed, self.global_step) if train else None
+        # each DDP rank draws its own augmentations; rank 0 draws what a single-process run draws
+        seed = self.hparams.seed + 7919 * self.global_rank
+        generator = batch_generator(seed, self.global_step) if train else None
         extra = [batch["soft"].float()] if "soft" in batch else []
         x, pts, moved = self.augmenter(batch["image"], batch["landmarks"].float(), generator, extra)
         batch["input"], batch["points"] = x, pts

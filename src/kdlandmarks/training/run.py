@@ -20,6 +20,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from ..augment import AugmentConfig
 from ..errors import ConfigError, DataError
 from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
 from ..store import FaceStore
@@ -46,8 +47,8 @@ class ThroughputMeter(Callback):
     def on_train_epoch_end(self, trainer, module) -> None:
         self._seconds += time.perf_counter() - self._t
         self._steps += trainer.global_step - self._step0
-        if self._seconds > 0:
-            self.samples_per_second = round(self._steps * self.batch_size / self._seconds, 1)
+        if self._seconds > 0:  # every DDP process trains its own batches
+            self.samples_per_second = round(self._steps * self.batch_size * trainer.world_size / self._seconds, 1)
 
 
 
@@ -79,7 +80,8 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
 
     # Lightning's start-up tips and two harmless notices would bury the progress output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    for pattern in (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*does not have many workers.*"):
+    for pattern in (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*does not have many workers.*",
+                    ".*smaller than the logging interval.*", ".*exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
     from .data import StoreDataModule
     from .module import LandmarkModule
@@ -107,6 +109,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         raise DataError(f"{store.path}: store has no soft-landmarks for the Tolerant-Teacher; "
                         f"run `kdlandmarks asm --store {store.path}` first")
     augment = recipe.data.augment
+    AugmentConfig.from_dict(augment)  # a bad option fails here, before anything is written
     teacher_paths: dict[str, Path] = {}
     if loss == "kd":
         wanted = tuple(cfg.kd.get("teachers", TEACHER_KINDS))
@@ -160,8 +163,13 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
     )
     has_val = len(datamodule.val_set) > 0
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
-                                 monitor="val_nme" if has_val else None, mode="min", save_top_k=1 if has_val else 0)
+    # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. One
+    # monitored checkpointer with save_last would refresh last.ckpt only when the best one changes.
+    # enable_version_counter=False: resuming a moved run folder overwrites last.ckpt instead of adding last-v1.
+    last_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                      enable_version_counter=False)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
+                                 mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
     loggers: list = [CSVLogger(out, name="logs", version="")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -174,14 +182,21 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=accelerator, devices=recipe.trainer.devices,
         num_nodes=recipe.trainer.num_nodes, strategy=recipe.trainer.strategy, precision=precision,
-        max_time=recipe.trainer.max_time, callbacks=[checkpoint, meter], logger=loggers,
+        max_time=recipe.trainer.max_time, callbacks=[c for c in (last_checkpoint, checkpoint, meter) if c is not None], logger=loggers,
         log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out,
     )
     last = out / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() and not restart else None
-    if resume and progress:
+    if resume:
         print(f"resuming from {resume}")
+        # Lightning's CSV writer deletes an existing metrics.csv: keep the earlier invocations' rows beside it
+        csv_log = out / "logs" / "metrics.csv"
+        if csv_log.is_file() and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            k = 1
+            while (out / "logs" / f"metrics.{k}.csv").exists():
+                k += 1
+            os.replace(csv_log, out / "logs" / f"metrics.{k}.csv")
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     seconds = time.perf_counter() - start
@@ -192,14 +207,15 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "epochs_planned": cfg.epochs, "steps": int(trainer.global_step), "seconds": round(seconds, 1),
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
-        "precision": precision, "accelerator": accelerator, "teacher_cache": use_cache,
+        "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
+        "teacher_cache": use_cache,
     }
     if trainer.is_global_zero:
-        if cfg.select == "best-val" and checkpoint.best_model_path:
+        if cfg.select == "best-val" and checkpoint is not None and checkpoint.best_model_path:
             chosen = Path(checkpoint.best_model_path)
             model, _ = load_model(chosen)
         else:  # the weights as training left them (a max_time stop can end mid-epoch, after last.ckpt)
-            chosen, model = last, module.model
+            chosen, model = Path("final-weights"), module.model
         info.metadata.update({"checkpoint": chosen.name, "epochs": summary["epochs_completed"],
                               "select": cfg.select})
         save_model(out / "model.pt", model, replace(info))
@@ -207,7 +223,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         summary.update({"selected_checkpoint": str(chosen), "model": str(out / "model.pt"),
                         "last_val_nme": round(float(val), 3) if val is not None else None,
                         "best_val_nme": round(float(checkpoint.best_model_score), 3)
-                        if checkpoint.best_model_score is not None else None})
+                        if checkpoint is not None and checkpoint.best_model_score is not None else None})
         tmp = out / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=1))
         os.replace(tmp, out / "summary.json")

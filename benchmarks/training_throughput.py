@@ -1,0 +1,118 @@
+"""Training throughput: plain L2 vs KD-Loss with the teacher cache vs KD-Loss with online teachers,
+and whether the data loader keeps up. Prints samples/s (median step time after warm-up), one run each.
+
+Usage: python3 benchmarks/training_throughput.py [--store STORE] [--size 128] [--batch 70] [--steps 20]
+Without --store it builds a store from the bundled sample faces (6 copies per face). Teachers are
+EfficientNet-B3 with random weights: their values do not change the cost.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from kdlandmarks.augment import AugmentConfig, BatchAugmenter
+from kdlandmarks.datasets import sample_root
+from kdlandmarks.models import ModelInfo, create_model, save_model
+from kdlandmarks.store import FaceStore, PrepareParams, prepare_store
+from kdlandmarks.training.data import StoreDataModule
+from kdlandmarks.training.module import LandmarkModule
+from kdlandmarks.training.teacher_cache import teacher_outputs
+
+
+class StepTimer(Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.times, self._t = warmup, [], 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > self.warmup:
+            self.times.append(time.perf_counter() - self._t)
+
+
+def run(store: FaceStore, size: int, batch: int, steps: int, warmup: int, loss: str, teachers: dict,
+        cached: dict) -> float:
+    info = ModelInfo(arch="mobilenetv2_100", num_points=store.num_points, input_size=size, scheme=store.scheme_name)
+    module = LandmarkModule(info.__dict__, loss=loss, source_size=store.store_size, window=store.window,
+                            online_teachers=teachers or None)
+    dm = StoreDataModule(store, batch, 0.0, 0, 0, teacher_outputs=cached)
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(max_steps=steps + warmup, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    return batch / statistics.median(timer.times)
+
+
+def loader_rate(store: FaceStore, size: int, batch: int, steps: int) -> float:
+    dm = StoreDataModule(store, batch, 0.0, 0, 0)
+    warp = BatchAugmenter(AugmentConfig(), torch.arange(store.num_points), size, store.store_size, store.window)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    it = iter(dm.train_dataloader())
+    for _ in range(steps):
+        t = time.perf_counter()
+        try:
+            b = next(it)
+        except StopIteration:
+            it = iter(dm.train_dataloader())
+            b = next(it)
+        warp(b["image"], b["landmarks"], gen)  # with full online augmentation: the loader's worst case
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=70)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="kdl-bench-"))
+    if args.store:
+        store = FaceStore(args.store)
+    else:
+        prepare_store(PrepareParams("300w", str(sample_root()), "train", input_size=args.size, copies=6),
+                      tmp / "store", progress=False)
+        store = FaceStore(tmp / "store")
+    teachers = {}
+    for name in ("tough", "tolerant"):
+        info = ModelInfo(arch="efficientnet_b3", num_points=store.num_points, input_size=args.size,
+                         dropout=0.5, scheme=store.scheme_name)
+        save_model(tmp / f"{name}.pt", create_model("efficientnet_b3", store.num_points), info)
+        teachers[name] = str(tmp / f"{name}.pt")
+    t = time.perf_counter()
+    cached = {n: teacher_outputs(p, store, args.size, progress=False) for n, p in teachers.items()}
+    cache_seconds = time.perf_counter() - t
+
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}; store {len(store)} samples, input {args.size} px, batch {args.batch}")
+    rates = {
+        "data loader + warp + online augmentation (no model)": loader_rate(store, args.size, args.batch, args.steps),
+        "student, L2": run(store, args.size, args.batch, args.steps, args.warmup, "l2", {}, {}),
+        "student, KD-Loss, teacher cache": run(store, args.size, args.batch, args.steps, args.warmup, "kd", {}, cached),
+        "student, KD-Loss, online teachers": run(store, args.size, args.batch, args.steps, args.warmup, "kd", teachers, {}),
+    }
+    print(f"{'mode':55s} samples/s")
+    for k, v in rates.items():
+        print(f"{k:55s} {v:9.1f}")
+    l2 = rates["student, L2"]
+    print(f"KD with cache / L2: {rates['student, KD-Loss, teacher cache'] / l2:.2f}x (target >= 0.9x); "
+          f"KD online / L2: {rates['student, KD-Loss, online teachers'] / l2:.2f}x; "
+          f"loader / L2: {rates['data loader + warp + online augmentation (no model)'] / l2:.1f}x")
+    print(f"building the cache for both teachers took {cache_seconds:.1f} s for {len(store)} samples")
+
+
+if __name__ == "__main__":
+    main()

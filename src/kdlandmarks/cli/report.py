@@ -1,0 +1,30 @@
+"""`kdlandmarks report`: compare several evaluations in one table and one CED plot."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="compare evaluations: Markdown table, CED plot and CSV",
+                              description="Compare metrics.json files written by `kdlandmarks evaluate`.")
+    p.add_argument("--eval", action="append", required=True, metavar="LABEL=DIR",
+                   help="an evaluation folder (or metrics.json) with its label; repeat for each model")
+    p.add_argument("--out", required=True, help="folder for table.md, ced.png, ced.csv")
+    p.add_argument("--subset", help="subset to compare (default: each evaluation's first)")
+    p.add_argument("--title", default="CED")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..report import compare
+
+    evaluations = {}
+    for item in args.eval:
+        if "=" not in item:
+            raise ConfigError(f"--eval {item!r} must look like LABEL=DIR")
+        label, path = item.split("=", 1)
+        evaluations[label] = path
+    print(compare(evaluations, args.out, subset=args.subset, title=args.title), end="")
+    print(f"written: {args.out}/table.md, ced.png, ced.csv")
+    return 0

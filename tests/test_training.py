@@ -1,0 +1,380 @@
+"""Training engine through the CLI: teachers, KD/L2 students, teacher cache, resume, LR schedule, errors, DDP."""
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from kdlandmarks.cli import main
+from kdlandmarks.datasets import sample_root
+from kdlandmarks.errors import ConfigError
+from kdlandmarks.models import ModelInfo, create_model, load_model, save_model
+from kdlandmarks.store import FaceStore
+from kdlandmarks.training.config import load_recipe, shipped_recipes
+from kdlandmarks.training.data import split_faces
+
+ARCH = "mobilenetv2_050"
+TINY = ["--set", f"teacher.arch={ARCH}", "--set", f"student.arch={ARCH}", "--set", "input_size=32",
+        "--set", "data.batch_size=4", "--set", "teacher.epochs=1", "--set", "student.epochs=1", "--quiet"]
+# 6 faces x 2 copies; ceil(6 * 0.05) = 1 face (2 samples) held out -> 10 training samples; batches of 4 with
+# the ragged last one dropped -> 2 steps per epoch
+STEPS_PER_EPOCH = 2
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_metrics(run: Path) -> list[dict]:
+    with open(run / "logs" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def train(*argv: str) -> int:
+    return main(["train", *argv])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """One tiny store (input 32, 2 copies, soft landmarks) and both teachers, shared by the tests."""
+    base = tmp_path_factory.mktemp("train")
+    data = base / "data" / "afw"
+    data.mkdir(parents=True)
+    for pts in sorted((sample_root() / "afw").glob("*.pts"))[:6]:
+        shutil.copy(pts, data)
+        shutil.copy(pts.with_suffix(".jpg"), data)
+    store = base / "store"
+    assert main(["prepare", "--dataset", "300w", "--root", str(base / "data"), "--split", "afw", "--size", "32",
+                 "--copies", "2", "--out", str(store), "--quiet"]) == 0
+    assert main(["asm", "--store", str(store), "--variance", "0.95"]) == 0
+    runs = base / "runs"
+    for kind in ("tough", "tolerant"):
+        assert train("teacher", "--kind", kind, "--store", str(store), "--out", str(runs / kind), *TINY) == 0
+    return SimpleNamespace(base=base, store=store, runs=runs, tough=runs / "tough", tolerant=runs / "tolerant")
+
+
+def student(env, out: Path, *extra: str) -> int:
+    return train("student", "--store", str(env.store), "--out", str(out), *TINY, *extra)
+
+
+def kd_args(env) -> list[str]:
+    return ["--loss", "kd", "--tough", str(env.tough), "--tolerant", str(env.tolerant / "model.pt")]
+
+
+# ---------------------------------------------------------------- teachers
+
+
+@pytest.mark.parametrize("kind", ["tough", "tolerant"])
+def test_teacher_run_folder(env, kind):
+    run = env.runs / kind
+    for name in ("model.pt", "config.yaml", "summary.json", "checkpoints/last.ckpt", "logs/metrics.csv"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["role"] == "teacher" and summary["kind"] == kind and summary["loss"] == "l2"
+    assert summary["epochs_completed"] == 1 and summary["steps"] == STEPS_PER_EPOCH
+    assert summary["train_samples"] == 10 and summary["val_faces"] == 1
+    assert np.isfinite(summary["last_val_nme"])
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["role"] == "teacher" and cfg["kind"] == kind
+    assert cfg["recipe"]["teacher"]["arch"] == ARCH and cfg["recipe"]["input_size"] == 32
+    _, info = load_model(run / "model.pt")
+    assert info.arch == ARCH and info.num_points == 68 and info.input_size == 32 and info.scheme == "300w"
+    assert info.metadata["kind"] == kind and info.metadata["role"] == "teacher"
+    rows = read_metrics(run)
+    assert any(r.get("train_loss_epoch") and np.isfinite(float(r["train_loss_epoch"])) for r in rows)
+    hp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert hp["target"] == ("soft" if kind == "tolerant" else "hard")
+
+
+def test_model_file_and_lightning_checkpoint_load_alike(env):
+    model, info = load_model(env.tough / "model.pt")
+    ckpt_model, ckpt_info = load_model(env.tough / "checkpoints" / "last.ckpt")
+    assert ckpt_info.arch == info.arch and ckpt_info.num_points == info.num_points
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 136)
+        torch.testing.assert_close(ckpt_model(x), out)
+
+
+def test_teachers_differ(env):
+    a, _ = load_model(env.tough / "model.pt")
+    b, _ = load_model(env.tolerant / "model.pt")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(a(x), b(x))  # soft targets, not the hard ones
+
+
+# ---------------------------------------------------------------- students
+
+
+@pytest.fixture(scope="module")
+def kd_cached(env):
+    out = env.runs / "kd-cached"
+    assert student(env, out, *kd_args(env)) == 0
+    return out
+
+
+def test_kd_student_uses_teacher_cache(env, kd_cached):
+    summary = json.loads((kd_cached / "summary.json").read_text())
+    assert summary["loss"] == "kd" and summary["teacher_cache"] is True and summary["steps"] == STEPS_PER_EPOCH
+    caches = sorted((env.store / "teacher_cache").glob("*.npy"))
+    assert len(caches) == 2
+    st = FaceStore(env.store)
+    # the network input is the centred 32 px window of the 40 px stored crop: pixels 4..35, no resampling
+    x = torch.from_numpy(np.asarray(st.images)[:, 4:36, 4:36]).permute(0, 3, 1, 2).float() / 255
+    expected = {}
+    for kind in ("tough", "tolerant"):
+        model, _ = load_model(env.runs / kind / "model.pt")
+        with torch.no_grad():
+            expected[kind] = model(x).numpy()
+    cached = [np.load(c) for c in caches]
+    for arr in cached:
+        assert arr.shape == (len(st), 136) and arr.dtype == np.float32
+    for kind, want in expected.items():
+        assert any(np.allclose(arr, want, atol=1e-4) for arr in cached), kind
+    cfg = yaml.safe_load((kd_cached / "config.yaml").read_text())
+    assert set(cfg["teachers"]) == {"tough", "tolerant"}
+    rows = read_metrics(kd_cached)
+    assert any(r.get("train_loss_epoch") and np.isfinite(float(r["train_loss_epoch"])) for r in rows)
+
+
+def test_kd_student_online_teachers_matches_cache(env, kd_cached):
+    out = env.runs / "kd-online"
+    assert student(env, out, *kd_args(env), "--online-teachers") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher_cache"] is False and summary["steps"] == STEPS_PER_EPOCH
+    # same seed, same fixed inputs, same teacher outputs: the same student, whether cached or online
+    a, _ = load_model(kd_cached / "model.pt")
+    b, _ = load_model(out / "model.pt")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        if pa.is_floating_point():
+            torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-3, msg=name)
+    # the frozen teachers are not part of the student's checkpoint
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert all(k.startswith("model.") for k in state)
+
+
+@pytest.fixture(scope="module")
+def l2_run(env):
+    out = env.runs / "l2"
+    # a strong decay makes the schedule visible within 2 steps
+    assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "trainer.log_every_n_steps=1") == 0
+    return out
+
+
+def test_l2_student(l2_run):
+    summary = json.loads((l2_run / "summary.json").read_text())
+    assert summary["role"] == "student" and summary["loss"] == "l2" and summary["teacher_cache"] is False
+    assert summary["steps"] == STEPS_PER_EPOCH
+    model, info = load_model(l2_run / "model.pt")
+    assert info.metadata["role"] == "student" and info.arch == ARCH
+
+
+def test_lr_schedule_is_keras_decay(l2_run):
+    lr0, decay = 1e-3, 0.5
+    rows = [r for r in read_metrics(l2_run) if r.get("lr")]
+    logged = {int(r["step"]): float(r["lr"]) for r in rows}
+    assert len(logged) == STEPS_PER_EPOCH
+    # the learning rate used by update t (0-based) is lr / (1 + decay * t)
+    for t, lr in enumerate(v for _, v in sorted(logged.items())):
+        assert lr == pytest.approx(lr0 / (1 + decay * t), rel=1e-6), t
+    ckpt = torch.load(l2_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == STEPS_PER_EPOCH
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr0 / (1 + decay * STEPS_PER_EPOCH))
+
+
+def test_resume_continues_steps(env, l2_run, capsys):
+    out = env.runs / "l2-resume"
+    shutil.copytree(l2_run, out)
+    capsys.readouterr()
+    assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "trainer.log_every_n_steps=1",
+                   "--set", "student.epochs=2") == 0
+    assert f"resuming from {out / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 * STEPS_PER_EPOCH and summary["epochs_completed"] == 2
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
+    # the schedule continued too
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-3 / (1 + 0.5 * 2 * STEPS_PER_EPOCH))
+    # the first epoch's log lines survive the resume, beside the resumed run's
+    assert (out / "logs" / "metrics.1.csv").is_file()
+    rows = [r for f in sorted((out / "logs").glob("metrics*.csv")) for r in csv.DictReader(open(f))]
+    assert sorted(int(r["step"]) for r in rows if r.get("lr")) == list(range(2 * STEPS_PER_EPOCH))
+    # and a finished run, rerun, does no more work
+    assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "student.epochs=2") == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2 * STEPS_PER_EPOCH
+
+
+def test_restart_ignores_checkpoint(env, l2_run, capsys):
+    out = env.runs / "l2-restart"
+    shutil.copytree(l2_run, out)
+    capsys.readouterr()
+    assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "trainer.log_every_n_steps=1",
+                   "--restart") == 0
+    assert "resuming" not in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["steps"] == STEPS_PER_EPOCH
+    # trained again from scratch with the same seed: the same weights (runs are deterministic)
+    a, _ = load_model(l2_run / "model.pt")
+    b, _ = load_model(out / "model.pt")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, l2_run, monkeypatch, capsys):
+    import kdlandmarks.training.module as module
+
+    out = env.runs / "l2-nan"
+    shutil.copytree(l2_run, out)
+    last = out / "checkpoints" / "last.ckpt"
+    good, good_model = sha(last), sha(out / "model.pt")
+    monkeypatch.setattr(module, "l2_loss", lambda pred, target: (pred - target).sum() * float("nan"))
+    capsys.readouterr()
+    code = student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "student.epochs=2")
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "nan" in lines[0] and f"step {STEPS_PER_EPOCH}" in lines[0]
+    assert sha(last) == good and sha(out / "model.pt") == good_model
+    assert load_model(last)[1].arch == ARCH
+
+
+# ---------------------------------------------------------------- errors before training
+
+
+def fake_teacher(path: Path, num_points: int = 68, input_size: int = 32, scheme: str = "300w") -> Path:
+    save_model(path, create_model(ARCH, num_points), ModelInfo(ARCH, num_points, input_size, scheme=scheme))
+    return path
+
+
+def no_soft_store(env) -> Path:
+    copy = env.base / "store-nosoft"
+    if not copy.exists():
+        shutil.copytree(env.store, copy, ignore=shutil.ignore_patterns("soft_landmarks.npy", "teacher_cache"))
+    return copy
+
+
+ERRORS = {
+    "unknown key": (lambda env: ["student", "--store", str(env.store), "--loss", "l2", "--set", "student.epochz=1"],
+                    "epochz"),
+    "bad value": (lambda env: ["student", "--store", str(env.store), "--loss", "l2", "--set", "student.epochs=many"],
+                  "student.epochs"),
+    "point count": (lambda env: ["student", "--store", str(env.store), "--loss", "kd",
+                                 "--tough", str(fake_teacher(env.base / "t29.pt", 29, scheme="cofw")),
+                                 "--tolerant", str(env.tolerant)], "29 points"),
+    "no soft targets": (lambda env: ["teacher", "--kind", "tolerant", "--store", str(no_soft_store(env))],
+                        "kdlandmarks asm"),
+    "input size": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
+                                "--tolerant", str(fake_teacher(env.base / "t48.pt", input_size=48))], "48 px"),
+    "kd without teachers": (lambda env: ["student", "--store", str(env.store), "--loss", "kd"], "--tough"),
+    "kd one teacher": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough)],
+                       "--tolerant"),
+    "cache with augment": (lambda env: ["student", "--store", str(env.store), *kd_args(env),
+                                        "--set", "data.augment={rotation: 0.1}"], "data.augment"),
+    "unknown augment": (lambda env: ["student", "--store", str(env.store), "--loss", "l2",
+                                     "--set", "data.augment={rotaton: 0.1}"], "rotaton"),
+    "missing teacher": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough",
+                                     str(env.base / "nope.pt"), "--tolerant", str(env.tolerant)], "nope.pt"),
+    "no store": (lambda env: ["student", "--loss", "l2"], "--store"),
+    "not a store": (lambda env: ["student", "--store", str(env.base / "data"), "--loss", "l2"], "prepare"),
+    "unknown recipe": (lambda env: ["student", "--store", str(env.store), "--config", "300w-huge"], "300w-huge"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bad_setup_exits_2_before_training(env, case, capsys):
+    argv, needle = ERRORS[case]
+    out = env.base / "err" / case.replace(" ", "-")
+    argv = argv(env)
+    role, rest = argv[0], argv[1:]
+    capsys.readouterr()
+    code = train(role, "--out", str(out), *TINY, *rest)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kdlandmarks: error: ") and needle in lines[0], err
+    assert not out.exists()  # nothing written, nothing trained
+
+
+def test_augment_online_with_online_teachers_is_allowed(env):
+    out = env.runs / "kd-aug"
+    assert student(env, out, *kd_args(env), "--online-teachers", "--set", "data.augment={rotation: 0.3, flip: 0.5}") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher_cache"] is False and summary["steps"] == STEPS_PER_EPOCH
+
+
+# ---------------------------------------------------------------- config and split units
+
+
+def test_shipped_recipes_load():
+    assert {"300w-cpu", "300w-paper"} <= set(shipped_recipes())
+    for name in shipped_recipes():
+        r = load_recipe(name)
+        assert r.teacher.lr == 1e-3 and r.teacher.lr_decay == 1e-4 and r.data.augment is None
+    paper = load_recipe("300w-paper")
+    assert paper.input_size == 224 and paper.copies == 6 and paper.data.batch_size == 70
+    assert paper.teacher.arch == "efficientnet_b3" and paper.student.arch == "mobilenetv2_100"
+
+
+def test_recipe_overrides_and_errors(tmp_path):
+    r = load_recipe("300w-cpu", ["student.epochs=3", "trainer.strategy=ddp", "data.augment={flip: 0.5}",
+                                 "student.kd={alpha: 0.4}"])
+    assert r.student.epochs == 3 and r.trainer.strategy == "ddp" and r.data.augment == {"flip": 0.5}
+    assert r.student.kd == {"alpha": 0.4} and r.teacher.epochs == 8
+    with pytest.raises(ConfigError, match="epochz"):
+        load_recipe("300w-cpu", ["student.epochz=3"])
+    with pytest.raises(ConfigError, match="nosuch"):
+        load_recipe("300w-cpu", ["nosuch.key=3"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_recipe("300w-cpu", ["student.epochs"])
+    bad = tmp_path / "r.yaml"
+    bad.write_text("student: {arch: x, lr: [1\n")
+    with pytest.raises(ConfigError, match="r.yaml"):
+        load_recipe(bad)
+    bad.write_text("student:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_recipe(bad)
+
+
+def test_split_keeps_every_copy_of_a_face_together():
+    fake = SimpleNamespace(face_index=np.repeat(np.arange(20), 3))
+    train_idx, val_idx = split_faces(fake, 0.2, seed=0)
+    train_faces, val_faces = set(fake.face_index[train_idx]), set(fake.face_index[val_idx])
+    assert len(val_faces) == 4 and not train_faces & val_faces and len(train_faces) == 16
+    assert len(train_idx) == 16 * 3 and len(val_idx) == 4  # validation on copy 0 only
+    assert all(i % 3 == 0 for i in val_idx)
+    again = split_faces(fake, 0.2, seed=0)
+    np.testing.assert_array_equal(again[1], val_idx)
+    assert split_faces(fake, 0.0, seed=0)[1].size == 0
+
+
+# ---------------------------------------------------------------- DDP
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(env):
+    out = env.runs / "ddp"
+    cmd = [sys.executable, "-m", "kdlandmarks", "train", "teacher", "--kind", "tough", "--store", str(env.store),
+           "--out", str(out), *TINY, "--set", "trainer.strategy=ddp", "--set", "trainer.devices=2",
+           "--set", "trainer.accelerator=cpu", "--set", "trainer.log_every_n_steps=1"]
+    envvars = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=envvars, cwd=env.base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "model.pt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    # 10 training samples over 2 ranks: 5 each, batches of 4, the ragged one dropped -> 1 step per epoch
+    assert summary["steps"] == 1 and summary["epochs_completed"] == 1
+    assert np.isfinite(summary["last_val_nme"])
+    losses = [float(r["train_loss_step"]) for r in read_metrics(out) if r.get("train_loss_step")]
+    assert losses and all(np.isfinite(losses))
+    model, info = load_model(out / "model.pt")
+    assert info.num_points == 68 and all(torch.isfinite(p).all() for p in model.parameters())
