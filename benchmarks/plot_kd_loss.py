@@ -9,9 +9,7 @@ teachers at 0.4 and 0.49, p in [-0.5, 0.5]) for a side-by-side check.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
 import matplotlib
 
@@ -19,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from kdlandmarks.fileio import atomic_path  # noqa: E402
 from kdlandmarks.losses import KDLoss, assistant_weight  # noqa: E402
 
 
@@ -75,16 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         ax_w.set_xlabel("p")
     fig.tight_layout()
 
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_dir)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(args.output) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return 0
 

@@ -119,6 +119,25 @@ def test_300w_image_without_pts_is_ignored_and_pts_without_image_fails(w300_root
         read_300w(w300_root, "afw")
 
 
+def test_300w_pts_without_image_is_skipped_with_errors(w300_root):
+    write_pts(w300_root / "afw" / "orphan.pts", _face(68))
+    errors: list[str] = []
+    records = read_300w(w300_root, "train", errors=errors)
+    assert len(records) == 6 and len(errors) == 1 and "orphan.pts: no image" in errors[0]
+    assert len(read_folder(w300_root, "afw", "300w", errors=[])) == 2  # the user-folder reader shares it
+
+
+def test_300w_image_suffix_matches_in_any_case(w300_root):
+    folder = w300_root / "afw"
+    (folder / "face0a.jpg").rename(folder / "face0a.JPG")
+    _write_jpeg(folder / "upper.PNG")
+    write_pts(folder / "upper.pts", _face(68, 5))
+    records = read_300w(w300_root, "afw")
+    assert [r.name for r in records] == ["afw/face0a", "afw/face0b", "afw/upper"]
+    assert records[0].image_path.name == "face0a.JPG" and records[2].image_path.name == "upper.PNG"
+    assert records[0].load_image().shape == (40, 48, 3)
+
+
 def test_300w_bad_annotation_raises_or_is_skipped(w300_root):
     (w300_root / "afw" / "face0b.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n3 4\n}\n")
     with pytest.raises(DataError, match="face0b.pts"):

@@ -125,7 +125,7 @@ def test_cli_box_protocol_without_calibration(w300, model_file, tmp_path, capsys
 
 def test_resolve_model(tmp_path, model_file, monkeypatch):
     assert resolve_model(model_file) == model_file
-    with pytest.raises(ModelError, match="shipped: none"):
+    with pytest.raises(ModelError, match="shipped: kd-student-300w"):
         resolve_model("student-300w")
     weights = tmp_path / "weights"
     weights.mkdir()

@@ -246,6 +246,39 @@ def test_skip_bad_counts_and_lists(tmp_path, capsys):
     assert all(not r["name"].startswith(("afw/broken", "afw/badpts", "afw/outside")) for r in st.records())
 
 
+def test_store_built_with_skip_bad_is_not_up_to_date_without_it(tmp_path):
+    root = bad_layout(tmp_path / "data", corrupt_image=True, bad_pts=False)
+    out = tmp_path / "s"
+    assert prepare_store(params(root), out, skip_bad=True, progress=False)["status"] == "built"
+    assert prepare_store(params(root), out, skip_bad=True, progress=False)["status"] == "up to date"
+    with pytest.raises(DataError, match="broken.png"):  # strict rerun sees the bad face again
+        prepare_store(params(root), out, progress=False)
+    assert FaceStore(out).meta["faces"] == FACES  # and the skipping store is still there
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_partial_builds_of_dead_runs_are_removed(position_root, tmp_path):
+    out = tmp_path / "s"
+    dead, alive = tmp_path / f".s.partial-{_dead_pid()}", tmp_path / f".s.partial-{os.getppid()}"
+    other = tmp_path / f".t.partial-{_dead_pid()}"  # another store's: not ours to judge
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / "images.npy").write_bytes(b"half")
+    assert prepare_store(params(position_root, input_size=32), out, progress=False)["status"] == "built"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, "s"])
+    dead.mkdir()  # a later kill, then a rerun that finds the store up to date cleans up too
+    assert prepare_store(params(position_root, input_size=32), out, progress=False)["status"] == "up to date"
+    assert not dead.exists() and alive.is_dir()
+
+
 def test_copies_layout(dots_store):
     _, out, summary = dots_store
     st = FaceStore(out)

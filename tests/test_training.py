@@ -329,7 +329,7 @@ def test_recipe_overrides_and_errors(tmp_path):
     r = load_recipe("300w-cpu", ["student.epochs=3", "trainer.strategy=ddp", "data.augment={flip: 0.5}",
                                  "student.kd={alpha: 0.4}"])
     assert r.student.epochs == 3 and r.trainer.strategy == "ddp" and r.data.augment == {"flip": 0.5}
-    assert r.student.kd == {"alpha": 0.4} and r.teacher.epochs == 8
+    assert r.student.kd == {"alpha": 0.4} and r.teacher.epochs == 10
     with pytest.raises(ConfigError, match="epochz"):
         load_recipe("300w-cpu", ["student.epochz=3"])
     with pytest.raises(ConfigError, match="nosuch"):
@@ -378,3 +378,11 @@ def test_ddp_two_cpu_processes(env):
     assert losses and all(np.isfinite(losses))
     model, info = load_model(out / "model.pt")
     assert info.num_points == 68 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("override", ["student.epochs=1.5", "student.epochs=true", "data.batch_size=.inf",
+                                      "student.epochs=2.5e0"])
+def test_int_fields_refuse_fractions(override):
+    with pytest.raises(ConfigError, match="not a valid int"):
+        load_recipe("300w-cpu", [override])
+    assert load_recipe("300w-cpu", ["student.epochs=2.0"]).student.epochs == 2  # a whole float is fine

@@ -8,13 +8,12 @@ A soft landmark is ``mean + V b`` with ``b = V^T (x - mean)`` clamped to +-3 sqr
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .fileio import atomic_path
 
 ASM_FORMAT = "kdlandmarks-asm/1"
 CLAMP_SIGMAS = 3.0
@@ -95,18 +94,10 @@ class ActiveShapeModel:
     def save(self, path: str | Path) -> None:
         """Write the model as one small .npz, atomically."""
         self._require_fit()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, format=np.array(ASM_FORMAT), variance=np.array(self.variance), mean=self.mean,
-                         components=self.components, eigenvalues=self.eigenvalues,
-                         explained_variance_ratio=self.explained_variance_ratio)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no suffix
+            np.savez(f, format=np.array(ASM_FORMAT), variance=np.array(self.variance), mean=self.mean,
+                     components=self.components, eigenvalues=self.eigenvalues,
+                     explained_variance_ratio=self.explained_variance_ratio)
 
     @classmethod
     def load(cls, path: str | Path) -> "ActiveShapeModel":

@@ -8,12 +8,12 @@ the CED plot and a picture with landmarks drawn) and returns its path.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from .asm import fit_store_asm
 from .datasets import sample_root
+from .fileio import atomic_write_bytes, atomic_write_text
 from .report import compare
 from .store import PrepareParams, prepare_store
 from .training.config import load_recipe
@@ -90,9 +90,7 @@ def _draw_photo(photo: Path, target: Path) -> Path:
     faces = detector.detect(image)
     drawn = draw_faces(image, faces)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, target)
+    atomic_write_bytes(target, buf.tobytes())
     _say(f"    {len(faces)} face(s) found in {photo.name}")
     return target
 
@@ -128,8 +126,4 @@ trained on 2012 faces (see the README for its full evaluation).
 Total time: {seconds:.0f} s. Data: 300-W (LFPW, HELEN, AFW images; iBUG annotations), non-commercial
 research use only; cite Sagonas et al., ICCV-W 2013.
 """
-    target = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, target)
-    return target.resolve()
+    return atomic_write_text(out / "report.md", text).resolve()

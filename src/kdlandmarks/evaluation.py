@@ -9,7 +9,6 @@ margin, optimistic) and ``box`` (the dataset's face box through the model's "box
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,8 +18,9 @@ import numpy as np
 
 from .crop import BoxCalibration, CropTransform, box_crop, gt_crop
 from .datasets import FaceRecord, dataset_scheme, load_dataset
-from .datasets.pts import atomic_write_text, write_pts
+from .datasets.pts import write_pts
 from .errors import ConfigError, DataError, ModelError
+from .fileio import atomic_write_json
 from .metrics import AUC_METHOD, NORMALIZERS, PAPER_CODE_STEPS, per_image_nme, subset_results
 
 EVAL_PROTOCOLS = ("gt", "box")
@@ -155,7 +155,7 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
         ],
         "skipped": skipped,
     }
-    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", report, indent=2)
     return report
 
 

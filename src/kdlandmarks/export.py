@@ -14,17 +14,17 @@ the convolutions in eval mode. Its parity with torch is ~3e-6 normalised units. 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
+from contextlib import contextmanager
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .errors import DataError, ModelError
+from .fileio import atomic_path
 from .modelinfo import ModelInfo
 
 METADATA_KEY = "kdlandmarks"
@@ -159,11 +159,17 @@ def _resolve(model: Any) -> tuple[Any, ModelInfo, str]:
     return net.eval(), info, str(path)
 
 
-def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
+@contextmanager
+def _onnx_output(out: Path, what: str) -> Iterator[Path]:
+    """atomic_path for an ONNX file, where any failure but a ModelError becomes one ModelError line."""
+    try:
+        with atomic_path(out) as tmp:
+            yield tmp
+    except ModelError:
+        raise
+    except Exception as exc:  # exporters and onnxruntime raise many types
+        raise ModelError(f"{out}: {what} failed ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def _set_metadata(proto: Any, entries: dict[str, str]) -> None:
@@ -212,9 +218,8 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
     net, info, label = _resolve(model)
     out = Path(out)
     size = int(info.input_size)
-    tmp = _atomic_target(out)
     t0 = time.perf_counter()
-    try:
+    with _onnx_output(out, f"ONNX export of {label}") as tmp:
         with torch.no_grad():
             _torch_export(net, tmp, size, opset, dynamic_batch, exporter)
         proto = onnx.load(str(tmp))
@@ -222,14 +227,6 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
         proto.producer_name = "kdlandmarks"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"{out}: ONNX export of {label} failed ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     report: dict[str, Any] = {"path": str(out), "model": label, "arch": info.arch, "num_points": info.num_points,
                               "input_size": size, "opset": opset, "exporter": exporter,
                               "dynamic_batch": dynamic_batch, "bytes": out.stat().st_size,
@@ -315,38 +312,31 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration_crops: 
             check_landmarks = auto_points
     calib = to_batch(calibration_crops, size)
     out = Path(onnx_out)
-    tmp = _atomic_target(out)
-    pre = tmp.with_name(tmp.name + ".pre.onnx")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Shape inference + graph clean-up first, as onnxruntime recommends before quantising.
-            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
-            if method == "static":
-                head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul")]
-                quantize_static(str(pre), str(tmp), _CropReader(calib), quant_format=QuantFormat.QDQ,
-                                per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                                nodes_to_exclude=head)
-            elif method == "dynamic":
-                quantize_dynamic(str(pre), str(tmp), per_channel=True, weight_type=QuantType.QUInt8)
-            else:
-                raise ModelError(f"unknown int8 method {method!r}: choose static or dynamic")
-        proto = onnx.load(str(tmp))
-        _set_metadata(proto, {METADATA_KEY: json.dumps(asdict(info)),
-                              QUANT_KEY: json.dumps({"method": method, "weights": "int8 per-channel, reduce_range",
-                                                     "head": "fp32" if method == "static" else "int8",
-                                                     "calibration_images": len(calib)})})
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"{out}: int8 quantisation of {onnx_in} failed ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        pre.unlink(missing_ok=True)
+    with _onnx_output(out, f"int8 quantisation of {onnx_in}") as tmp:
+        pre = tmp.with_name(tmp.name + ".pre.onnx")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # Shape inference + graph clean-up first, as onnxruntime recommends before quantising.
+                quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
+                if method == "static":
+                    head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul")]
+                    quantize_static(str(pre), str(tmp), _CropReader(calib), quant_format=QuantFormat.QDQ,
+                                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                                    nodes_to_exclude=head)
+                elif method == "dynamic":
+                    quantize_dynamic(str(pre), str(tmp), per_channel=True, weight_type=QuantType.QUInt8)
+                else:
+                    raise ModelError(f"unknown int8 method {method!r}: choose static or dynamic")
+            proto = onnx.load(str(tmp))
+            _set_metadata(proto, {METADATA_KEY: json.dumps(asdict(info)),
+                                  QUANT_KEY: json.dumps({"method": method, "weights": "int8 per-channel, reduce_range",
+                                                         "head": "fp32" if method == "static" else "int8",
+                                                         "calibration_images": len(calib)})})
+            onnx.save(proto, str(tmp))
+        finally:
+            pre.unlink(missing_ok=True)
     check = to_batch(check_crops, size) if check_crops is not None else calib
     q = OnnxRegressor(out)
     fp32, int8 = src(check), q(check)

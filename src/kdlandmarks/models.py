@@ -10,8 +10,6 @@ architecture, point count, input size, coordinate space, landmark scheme and cro
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
+from .fileio import atomic_path
 from .modelinfo import MODEL_FORMAT, ModelInfo
 
 # Per-architecture defaults; other timm names use `dropout=0`.
@@ -77,16 +76,8 @@ def save_model(path: str | Path, model: LandmarkRegressor, info: ModelInfo, half
     """Write a portable model file atomically; `half` stores fp16 weights (half the size)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "info": asdict(info), "state_dict": state}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LandmarkRegressor, ModelInfo]:

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from .datasets.pts import atomic_write_text
+from .fileio import atomic_path, atomic_write_text
 from .metrics import ced_curve, summarize
 
 DEFAULT_POINTS = 101
@@ -41,15 +39,8 @@ def plot_ced(curves: Mapping[str, np.ndarray], path_png: str | Path, threshold: 
     fig.tight_layout()
 
     path = Path(path_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -6,12 +6,12 @@ comes from a run that can be repeated with the command recorded beside it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .fileio import atomic_write_text
 from .plots import plot_ced, write_ced_csv
 
 
@@ -69,7 +69,5 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
             line += f" {paper.get(label, '')} |"
         lines.append(line)
     table = "\n".join(lines) + "\n"
-    tmp = out / ".table.md.tmp"
-    tmp.write_text(table)
-    os.replace(tmp, out / "table.md")
+    atomic_write_text(out / "table.md", table)
     return table

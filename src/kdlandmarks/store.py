@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ import numpy as np
 from .crop import DEFAULT_MARGIN, CropTransform, square_from_landmarks
 from .datasets import FaceRecord, check_landmarks, dataset_scheme, load_dataset
 from .errors import DataError
+from .fileio import atomic_path, atomic_write_json
 
 STORE_VERSION = 1
 
@@ -113,25 +115,20 @@ class FaceStore:
         soft = np.asarray(soft, dtype=np.float32)
         if soft.shape != self.landmarks.shape:
             raise DataError(f"soft landmarks shape {soft.shape} != hard {self.landmarks.shape}")
-        tmp = self.path / ".soft_landmarks.tmp.npy"
-        np.save(tmp, soft)
-        os.replace(tmp, self.path / "soft_landmarks.npy")
+        with atomic_path(self.path / "soft_landmarks.npy") as tmp:
+            np.save(tmp, soft)
         if asm_file is not None and Path(asm_file).resolve() != (self.path / "asm.npz").resolve():
-            shutil.copyfile(asm_file, self.path / ".asm.tmp.npz")
-            os.replace(self.path / ".asm.tmp.npz", self.path / "asm.npz")
+            with atomic_path(self.path / "asm.npz") as tmp:
+                shutil.copyfile(asm_file, tmp)
         self.meta["soft"] = info
-        _write_json(self.path / "meta.json", self.meta)
+        atomic_write_json(self.path / "meta.json", self.meta)
         self.soft_landmarks = soft
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _fingerprint(records: list[FaceRecord], params: PrepareParams) -> str:
-    h = hashlib.sha256(json.dumps({k: v for k, v in asdict(params).items() if k != "root"}, sort_keys=True).encode())
+def _fingerprint(records: list[FaceRecord], params: PrepareParams, skip_bad: bool) -> str:
+    # skip_bad is part of it: a store that skipped bad faces is not what a strict rerun asks for.
+    settings = {k: v for k, v in asdict(params).items() if k != "root"}
+    h = hashlib.sha256(json.dumps({**settings, "skip_bad": bool(skip_bad)}, sort_keys=True).encode())
     h.update(str(STORE_VERSION).encode())
     for r in records:
         h.update(r.name.encode())
@@ -163,7 +160,8 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
     records = load_dataset(params.dataset, params.root, params.split, scheme=params.scheme, errors=errors)
     if params.copies < 1:
         raise DataError(f"copies must be >= 1, got {params.copies}")
-    fingerprint = _fingerprint(records, params)
+    fingerprint = _fingerprint(records, params, skip_bad)
+    _remove_stale_builds(out)
     existing = out / "meta.json"
     if existing.is_file():
         try:
@@ -219,7 +217,7 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
         np.save(tmp / "landmarks.npy", landmarks)
         np.save(tmp / "matrices.npy", matrices)
         np.save(tmp / "face_index.npy", face_index)
-        _write_json(tmp / "records.json", [
+        atomic_write_json(tmp / "records.json", [
             {"name": r.name, "image_path": str(r.image_path) if r.image_path else None, "subset": r.subset,
              "image_size": list(size), "attributes": r.attributes} for r, size in kept])
         meta = {
@@ -227,7 +225,7 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
             "num_points": scheme.num_points, "store_size": S, "faces": len(kept), "samples": M,
             "skipped": errors or [], "fingerprint": fingerprint, "complete": True,
         }
-        _write_json(tmp / "meta.json", meta)
+        atomic_write_json(tmp / "meta.json", meta)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -240,6 +238,30 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
         raise
     return {"status": "built", "faces": len(kept), "samples": M, "seconds": time.perf_counter() - start,
             "skipped": errors or [], "path": str(out)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Remove the `.<name>.partial-<pid>` / `.old-<pid>` folders that killed runs left beside `out`.
+
+    A folder whose process is still alive belongs to a build in progress and is left alone.
+    """
+    if not out.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:partial|old)-(\d+)")
+    for path in out.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _augment_copies(images: np.ndarray, landmarks: np.ndarray, matrices: np.ndarray, copies: int,

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -122,29 +121,10 @@ def collect_inputs(paths: list[str]) -> list[tuple[Path, str, str]]:
 # Outputs
 # --------------------------------------------------------------------------------------------------
 
-def _umask_mode() -> int:
-    # mkstemp creates 0600 files; results should get the usual permissions (0666 less the umask).
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_image_result(path: Path, stem: str, out: Path, image: Any, faces: list, formats: set[str],
                         draw: bool, meta: dict[str, Any]) -> None:
     from ..datasets.pts import write_pts
+    from ..fileio import atomic_write_bytes, atomic_write_json
 
     base = out / stem
     if "json" in formats:
@@ -152,7 +132,7 @@ def _write_image_result(path: Path, stem: str, out: Path, image: Any, faces: lis
                   "faces": [f.to_dict() for f in faces]}
         if not faces:
             record["reason"] = NO_FACE
-        _atomic_bytes(base.with_name(base.name + ".json"), (json.dumps(record, indent=1) + "\n").encode())
+        atomic_write_json(base.with_name(base.name + ".json"), record)
     if "pts" in formats:
         for i, face in enumerate(faces):
             write_pts(base.with_name(f"{base.name}_{i}.pts"), face.landmarks)
@@ -163,7 +143,7 @@ def _write_image_result(path: Path, stem: str, out: Path, image: Any, faces: lis
 
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw_faces(image, faces), cv2.COLOR_RGB2BGR))
         if ok:
-            _atomic_bytes(base.with_name(base.name + "_landmarks.jpg"), buf.tobytes())
+            atomic_write_bytes(base.with_name(base.name + "_landmarks.jpg"), buf.tobytes())
 
 
 def _boxes_for(boxes: Any, path: Path, stem: str) -> Any:
@@ -223,6 +203,7 @@ def predict_video(detector: Any, path: Path, stem: str, args: argparse.Namespace
     from tqdm import tqdm
 
     from ..errors import DataError
+    from ..fileio import atomic_path
     from ..inference import draw_faces
     from ..video import LandmarkSmoother
 
@@ -237,59 +218,51 @@ def predict_video(detector: Any, path: Path, stem: str, args: argparse.Namespace
     out.mkdir(parents=True, exist_ok=True)
     lines_path = out / f"{stem}.jsonl"
     video_path = out / f"{stem}_landmarks.mp4"
-    fd, tmp_lines = tempfile.mkstemp(dir=lines_path.parent, prefix=f".{lines_path.name}.", suffix=".tmp")
-    tmp_video = video_path.with_name(f".{video_path.stem}.{os.getpid()}.tmp.mp4")
     writer = None
     frames = faces_total = 0
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=None)
-    try:
-        with os.fdopen(fd, "w") as lines:
-            lines.write(json.dumps({"video": str(path), "fps": fps, **meta, "smoothed": bool(args.smooth)}) + "\n")
-            while True:
-                batch = []
-                while len(batch) < args.batch_size:
-                    ok, frame = cap.read()
-                    if not ok:
+    # Both outputs appear only once the whole video is done; the mp4 (with --draw) is replaced first.
+    with atomic_path(lines_path) as tmp_lines, (atomic_path(video_path) if args.draw else nullcontext()) as tmp_video:
+        try:
+            with open(tmp_lines, "w") as lines:
+                lines.write(json.dumps({"video": str(path), "fps": fps, **meta, "smoothed": bool(args.smooth)}) + "\n")
+                while True:
+                    batch = []
+                    while len(batch) < args.batch_size:
+                        ok, frame = cap.read()
+                        if not ok:
+                            break
+                        batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                    if not batch:
                         break
-                    batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                if not batch:
-                    break
-                results = detector.detect_batch(batch, [frame_boxes] * len(batch))
-                for image, faces in zip(batch, results):
-                    t = frames / fps
-                    tracked = smoother.update(faces, t) if smoother else [(None, f) for f in faces]
-                    record = {"frame": frames, "time": round(t, 4),
-                              "faces": [{"track": tid, **f.to_dict()} for tid, f in tracked]}
-                    if not faces:
-                        record["reason"] = NO_FACE
-                    lines.write(json.dumps(record) + "\n")
-                    if args.draw:
-                        if writer is None:
-                            h, w = image.shape[:2]
-                            writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                            if not writer.isOpened():
-                                raise DataError(f"{video_path}: cannot write an mp4 video here (no mp4v encoder)")
-                        drawn = draw_faces(image, [f for _, f in tracked],
-                                           [tid for tid, _ in tracked] if smoother else None)
-                        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                    frames += 1
-                    faces_total += len(faces)
-                    bar.update(1)
-        if frames == 0:
-            raise DataError(f"{path}: no readable frames in this video")
-        if writer is not None:
-            writer.release()
-            writer = None
-            os.replace(tmp_video, video_path)
-        os.chmod(tmp_lines, _umask_mode())
-        os.replace(tmp_lines, lines_path)
-    finally:
-        bar.close()
-        cap.release()
-        if writer is not None:
-            writer.release()
-        Path(tmp_lines).unlink(missing_ok=True)
-        tmp_video.unlink(missing_ok=True)
+                    results = detector.detect_batch(batch, [frame_boxes] * len(batch))
+                    for image, faces in zip(batch, results):
+                        t = frames / fps
+                        tracked = smoother.update(faces, t) if smoother else [(None, f) for f in faces]
+                        record = {"frame": frames, "time": round(t, 4),
+                                  "faces": [{"track": tid, **f.to_dict()} for tid, f in tracked]}
+                        if not faces:
+                            record["reason"] = NO_FACE
+                        lines.write(json.dumps(record) + "\n")
+                        if tmp_video is not None:
+                            if writer is None:
+                                h, w = image.shape[:2]
+                                writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                                if not writer.isOpened():
+                                    raise DataError(f"{video_path}: cannot write an mp4 video here (no mp4v encoder)")
+                            drawn = draw_faces(image, [f for _, f in tracked],
+                                               [tid for tid, _ in tracked] if smoother else None)
+                            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                        frames += 1
+                        faces_total += len(faces)
+                        bar.update(1)
+            if frames == 0:
+                raise DataError(f"{path}: no readable frames in this video")
+        finally:
+            bar.close()
+            cap.release()
+            if writer is not None:
+                writer.release()  # finishes the mp4 before atomic_path moves it into place
     return frames, faces_total
 
 

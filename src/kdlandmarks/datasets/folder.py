@@ -1,6 +1,6 @@
 """A user's own data: a folder of images, each beside a `.pts` file of the scheme's point count.
 
-Layout: <root>/<split>/<name>.{jpg,jpeg,png,bmp} next to <name>.pts (iBUG format, 1-based
+Layout: <root>/<split>/<name>.{jpg,jpeg,png,bmp} (any case) next to <name>.pts (iBUG format, 1-based
 coordinates, any number of points). split is a sub-folder path relative to root, or "." for root
 itself; sub-folders are not searched. Images without a .pts file are ignored.
 
@@ -23,9 +23,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..schemes import LandmarkScheme, get_scheme
-from .pts import read_pts
 from .record import FaceRecord
-from .w300 import annotation_pairs
+from .w300 import read_annotated_folder
 
 
 def read_folder(root: str | Path, split: str, scheme: LandmarkScheme | str | Path,
@@ -42,16 +41,4 @@ def read_folder(root: str | Path, split: str, scheme: LandmarkScheme | str | Pat
     folder = root / split
     if not folder.is_dir():
         raise DataError(f"{folder}: split folder {split!r} not found under {root}")
-    subset = Path(split).as_posix()
-    records = []
-    for image, pts in annotation_pairs(folder):
-        try:
-            landmarks = read_pts(pts, scheme.num_points)
-        except DataError as exc:
-            if errors is None:
-                raise
-            errors.append(str(exc))
-            continue
-        name = image.stem if subset == "." else f"{subset}/{image.stem}"
-        records.append(FaceRecord(name=name, landmarks=landmarks, image_path=image, subset=subset))
-    return records
+    return read_annotated_folder(folder, Path(split).as_posix(), scheme.num_points, errors)

@@ -1,13 +1,12 @@
 """The iBUG `.pts` annotation format (300-W and users' own data): header, 1-based coordinates."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import atomic_write_text
 from .record import check_landmarks
 
 
@@ -54,16 +53,4 @@ def format_pts(landmarks: np.ndarray) -> str:
 
 def write_pts(path: str | Path, landmarks: np.ndarray) -> None:
     """Write 0-based landmarks as a 1-based .pts file, atomically (temp file, then rename)."""
-    atomic_write_text(Path(path), format_pts(landmarks))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, format_pts(landmarks))

@@ -1,4 +1,7 @@
-"""300-W in its original layout: <subset>/<split>/<name>.{jpg,png} beside <name>.pts (68 points)."""
+"""300-W in its original layout: <subset>/<split>/<name>.{jpg,png} beside <name>.pts (68 points).
+
+The "image beside its .pts" folder reading here also serves the `folder` dataset (datasets/folder.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,17 +37,53 @@ def split_folders(root: Path, split: str) -> list[Path]:
     return folders
 
 
-def annotation_pairs(folder: Path) -> list[tuple[Path, Path]]:
-    """(image, .pts) pairs of a folder, sorted by name; DataError for an image without its .pts or none."""
-    pairs = []
-    for pts in sorted(folder.glob("*.pts")):
-        image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()), None)
-        if image is None:
-            raise DataError(f"{pts}: no image beside this annotation")
-        pairs.append((image, pts))
-    if not pairs:
+def annotation_pairs(folder: Path, errors: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(image, .pts) pairs of a folder, sorted by name.
+
+    The image is <name> with one of IMAGE_SUFFIXES in any case (.jpg, .JPG; the first suffix listed
+    wins when there are several). A .pts without its image raises DataError, or with `errors` given
+    is described there and skipped. A folder without any .pts raises DataError.
+    """
+    folder = Path(folder)
+    annotations = sorted(folder.glob("*.pts"))
+    if not annotations:
         raise DataError(f"{folder}: no .pts annotations in this folder")
+    images: dict[str, tuple[int, str, Path]] = {}
+    for path in folder.iterdir():
+        ext = path.suffix.lower()
+        if ext in IMAGE_SUFFIXES and path.is_file():
+            key = (IMAGE_SUFFIXES.index(ext), path.name, path)
+            images[path.stem] = min(images.get(path.stem, key), key)
+    pairs = []
+    for pts in annotations:
+        if pts.stem not in images:
+            exc = DataError(f"{pts}: no image beside this annotation ({', '.join(IMAGE_SUFFIXES)})")
+            if errors is None:
+                raise exc
+            errors.append(str(exc))
+            continue
+        pairs.append((images[pts.stem][2], pts))
     return pairs
+
+
+def read_annotated_folder(folder: Path, subset: str, num_points: int | None,
+                          errors: list[str] | None = None) -> list[FaceRecord]:
+    """Records of one folder of images beside .pts files, named <subset>/<name> (<name> for subset ".").
+
+    With `errors` given, a bad or unpaired annotation is described there and skipped instead of raising.
+    """
+    records = []
+    for image, pts in annotation_pairs(folder, errors):
+        try:
+            landmarks = read_pts(pts, num_points)
+        except DataError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        name = image.stem if subset == "." else f"{subset}/{image.stem}"
+        records.append(FaceRecord(name=name, landmarks=landmarks, image_path=image, subset=subset))
+    return records
 
 
 def read_300w(root: str | Path, split: str = "train", errors: list[str] | None = None,
@@ -56,15 +95,5 @@ def read_300w(root: str | Path, split: str = "train", errors: list[str] | None =
     root = Path(root)
     records = []
     for folder in split_folders(root, split):
-        subset = folder.relative_to(root).as_posix()
-        for image, pts in annotation_pairs(folder):
-            try:
-                landmarks = read_pts(pts, num_points)
-            except DataError as exc:
-                if errors is None:
-                    raise
-                errors.append(str(exc))
-                continue
-            records.append(FaceRecord(name=f"{subset}/{image.stem}", landmarks=landmarks,
-                                      image_path=image, subset=subset))
+        records += read_annotated_folder(folder, folder.relative_to(root).as_posix(), num_points, errors)
     return records

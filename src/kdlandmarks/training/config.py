@@ -101,6 +101,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if isinstance(default, int):
+            # int(1.5) would silently train 1 epoch; only whole numbers are ints (a YAML 2.0 is fine).
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
         return type(default)(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {type(default).__name__}") from None

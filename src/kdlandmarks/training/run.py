@@ -7,7 +7,6 @@ test split: the last epoch, or the best epoch on a validation split carved from 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, replace
@@ -22,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from ..augment import AugmentConfig
 from ..errors import ConfigError, DataError
+from ..fileio import atomic_write_json, atomic_write_text
 from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
 from ..store import FaceStore
 from .config import Recipe
@@ -64,12 +64,6 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, input_size: in
     if info.input_size != input_size:
         raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes {input_size} px")
     return p
-
-
-def _write_yaml(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
 
 
 def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
@@ -115,6 +109,13 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         wanted = tuple(cfg.kd.get("teachers", TEACHER_KINDS))
         given = {"tough": tough, "tolerant": tolerant}
         teacher_paths = {n: _check_teacher(given[n], n, store, recipe.input_size) for n in wanted}
+    if loss == "kd":
+        from ..losses import KDLoss
+
+        try:
+            KDLoss(**cfg.kd)  # an unknown or malformed KD option fails now, before anything is written
+        except TypeError as exc:
+            raise ConfigError(f"student.kd: {exc}") from None
     use_cache = loss == "kd" and cfg.teacher_cache and not online_teachers
     if use_cache and augment:
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
@@ -142,7 +143,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     resolved = {"recipe": asdict(recipe), "role": role, "kind": kind, "loss": loss,
                 "teachers": {k: str(v) for k, v in teacher_paths.items()}, "online_teachers": online_teachers,
                 "model_info": asdict(info)}
-    _write_yaml(out / "config.yaml", resolved)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     # 2. data: teacher outputs cached once per stored sample (or teachers run online)
     cached = {}
@@ -159,7 +160,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         asdict(info), target=target, loss=loss, kd={k: v for k, v in cfg.kd.items()} if loss == "kd" else None,
         lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, augment=augment,
         source_size=store.store_size, window=store.window, seed=recipe.trainer.seed,
-        channels_last=recipe.trainer.channels_last and accelerator != "cpu",
+        channels_last=recipe.trainer.channels_last,
         online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
     )
     has_val = len(datamodule.val_set) > 0
@@ -224,7 +225,5 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
                         "last_val_nme": round(float(val), 3) if val is not None else None,
                         "best_val_nme": round(float(checkpoint.best_model_score), 3)
                         if checkpoint is not None and checkpoint.best_model_score is not None else None})
-        tmp = out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, out / "summary.json")
+        atomic_write_json(out / "summary.json", summary)
     return summary

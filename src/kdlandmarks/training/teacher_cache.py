@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..augment import AugmentConfig, BatchAugmenter
+from ..fileio import atomic_path
 from ..models import load_model
 from ..store import FaceStore
 
@@ -55,8 +56,6 @@ def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int,
         x, _, _ = warp(images, torch.zeros(stop - start, info.num_points, 2, device=device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             out[start:stop] = model(x).float().cpu().numpy()
-    cache_dir.mkdir(exist_ok=True)
-    tmp = cache_dir / f".{target.name}.{os.getpid()}.tmp.npy"
-    np.save(tmp, out)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        np.save(tmp, out)
     return out
