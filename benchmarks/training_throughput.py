@@ -43,7 +43,7 @@ def run(store: FaceStore, size: int, batch: int, steps: int, warmup: int, loss: 
         cached: dict) -> float:
     info = ModelInfo(arch="mobilenetv2_100", num_points=store.num_points, input_size=size, scheme=store.scheme_name)
     module = LandmarkModule(info.__dict__, loss=loss, source_size=store.store_size, window=store.window,
-                            online_teachers=teachers or None)
+                            online_teachers=teachers or None, channels_last=True)  # as the recipes train
     dm = StoreDataModule(store, batch, 0.0, 0, 0, teacher_outputs=cached)
     timer = StepTimer(warmup)
     trainer = L.Trainer(max_steps=steps + warmup, accelerator="cpu", devices=1, logger=False,

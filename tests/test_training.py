@@ -329,7 +329,7 @@ def test_recipe_overrides_and_errors(tmp_path):
     r = load_recipe("300w-cpu", ["student.epochs=3", "trainer.strategy=ddp", "data.augment={flip: 0.5}",
                                  "student.kd={alpha: 0.4}"])
     assert r.student.epochs == 3 and r.trainer.strategy == "ddp" and r.data.augment == {"flip": 0.5}
-    assert r.student.kd == {"alpha": 0.4} and r.teacher.epochs == 10
+    assert r.student.kd == {"alpha": 0.4} and r.teacher.epochs == 6
     with pytest.raises(ConfigError, match="epochz"):
         load_recipe("300w-cpu", ["student.epochz=3"])
     with pytest.raises(ConfigError, match="nosuch"):
