@@ -11,10 +11,12 @@ def register(subparsers) -> None:
     p.add_argument("--root", required=True, help="dataset folder (or the .mat file for COFW)")
     p.add_argument("--split", default="train", help="split name or sub-folder (default: train)")
     p.add_argument("--out", help="store folder (default: stores/<dataset>-<split>-<size>)")
-    p.add_argument("--size", type=int, default=128, help="network input size the store is made for (paper: 224)")
-    p.add_argument("--context", type=float, default=1.25, help="stored crop side / input crop side (room to rotate)")
-    p.add_argument("--margin", type=float, default=0.1, help="crop margin around the landmark extent, per side")
-    p.add_argument("--copies", type=int, default=1, help="augmentation factor: stored copies per face, 1 plain + F-1 augmented")
+    p.add_argument("--config", help="take --size/--context/--margin/--copies from a training recipe (e.g. 300w-cpu)")
+    p.add_argument("--size", type=int, help="network input size the store is made for (default 128; paper: 224)")
+    p.add_argument("--context", type=float, help="stored crop side / input crop side, room to rotate (default 1.25)")
+    p.add_argument("--margin", type=float, help="crop margin around the landmark extent, per side (default 0.1)")
+    p.add_argument("--copies", type=int,
+                   help="augmentation factor: stored copies per face, 1 plain + F-1 augmented (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheme", help="landmark scheme for --dataset folder (built-in name or YAML file)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
@@ -27,6 +29,16 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..store import PrepareParams, prepare_store
 
+    defaults = {"size": 128, "context": 1.25, "margin": 0.1, "copies": 1}
+    if args.config:
+        from ..training.config import load_recipe
+
+        recipe = load_recipe(args.config)
+        defaults = {"size": recipe.input_size, "context": recipe.context, "margin": recipe.margin,
+                    "copies": recipe.copies}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.size < 16 or args.context < 1 or args.copies < 1 or args.margin < 0:
         raise ConfigError("need --size >= 16, --context >= 1, --copies >= 1 and --margin >= 0")
     out = args.out or f"stores/{args.dataset}-{args.split.replace('/', '-')}-{args.size}"

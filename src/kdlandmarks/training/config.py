@@ -38,6 +38,7 @@ class RoleConfig:
     kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
     teacher_cache: bool = True  # cache frozen teachers' outputs per stored sample (needs augment: none)
     select: str = "last"  # last | best-val (validation split carved from train)
+    backbone_weights: str | None = None  # local weight file to start the backbone from (default: random, as the paper)
 
 
 @dataclass

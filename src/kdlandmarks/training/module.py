@@ -27,12 +27,13 @@ class LandmarkModule(L.LightningModule):
                  kd: dict[str, Any] | None = None, lr: float = 1e-3, lr_decay: float = 1e-4,
                  weight_decay: float = 0.0, augment: dict[str, float] | None = None, source_size: int = 160,
                  window: float = 128.0, seed: int = 0, channels_last: bool = False,
-                 online_teachers: dict[str, str] | None = None) -> None:
+                 online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None) -> None:
         super().__init__()
         # "kdlandmarks" holds the ModelInfo, so models.load_model reads a Lightning checkpoint directly
         self.save_hyperparameters()
         self.info = ModelInfo(**kdlandmarks)
-        self.model = create_model(self.info.arch, self.info.num_points, self.info.dropout)
+        self.model = create_model(self.info.arch, self.info.num_points, self.info.dropout,
+                                  backbone_weights=backbone_weights)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.codec = LandmarkCodec(self.info.input_size, self.info.space)

@@ -162,6 +162,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         source_size=store.store_size, window=store.window, seed=recipe.trainer.seed,
         channels_last=recipe.trainer.channels_last,
         online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
+        backbone_weights=cfg.backbone_weights,
     )
     has_val = len(datamodule.val_set) > 0
     # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. One
