@@ -168,3 +168,38 @@ def test_cli_bench_bad_batch_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--batch", "0,x"])
     assert exc.value.code == 2
+
+
+def test_unsupported_opset_is_refused_before_exporting(tiny, tmp_path, capsys):
+    """The exporter's own failure dumps the whole graph to stdout; the range is checked first."""
+    capsys.readouterr()
+    code = main(["export", "--model", str(tiny), "--out", str(tmp_path / "x.onnx"), "--opset", "3"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "opset 3" in err and len(err.strip().splitlines()) == 1 and out == ""
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_load_model_names_what_is_wrong(exported, tmp_path):
+    onnx_path, _ = exported
+    with pytest.raises(ModelError, match="exported ONNX model"):
+        load_model(onnx_path)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "kdlandmarks-model/1", "info": {"arch": ARCH, "num_points": 68, "input_size": SIZE,
+                                                            "from_the_future": 1}, "state_dict": {}}, newer)
+    with pytest.raises(ModelError, match="unreadable model settings"):
+        load_model(newer)
+
+
+def test_unknown_coordinate_space_is_a_config_error():
+    from kdlandmarks.codec import LandmarkCodec
+    from kdlandmarks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="coordinate space"):
+        LandmarkCodec(64, "centimetres")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_export_of_an_in_memory_model_on_the_gpu(tmp_path):
+    net = create_model(ARCH, 68).eval().cuda()
+    report = export_onnx((net, ModelInfo(ARCH, 68, SIZE)), tmp_path / "gpu.onnx", check_count=2)
+    assert report["max_diff_px"] < 0.5 and next(net.parameters()).is_cuda  # TF32 convolutions on the GPU

@@ -408,3 +408,45 @@ def test_bad_params_are_config_errors(position_root, tmp_path, capsys):
     assert code == 2 and "nowhere" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_corrupt_meta_is_a_data_error(tmp_path, capsys):
+    (tmp_path / "meta.json").write_text("{")
+    with pytest.raises(DataError, match="corrupt store metadata"):
+        FaceStore(tmp_path)
+    code = main(["asm", "--store", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "meta.json" in err
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_out_that_is_not_a_store_is_never_replaced(position_root, tmp_path, kind):
+    """The finished store replaces --out whole: a user's file or folder there must survive."""
+    out = tmp_path / "mine"
+    if kind == "file":
+        out.write_text("keep me")
+    else:
+        out.mkdir()
+        (out / "thesis.tex").write_text("keep me")
+    with pytest.raises(DataError, match="not a prepared store"):
+        prepare_store(params(position_root), out, progress=False)
+    assert (out if kind == "file" else out / "thesis.tex").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_store(params(position_root), empty, progress=False)["status"] == "built"
+
+
+def test_custom_scheme_store_finds_its_scheme_file(position_root, tmp_path, monkeypatch, capsys):
+    """A custom scheme's own name is not enough to find it: the store keeps its file (absolute), and
+    `asm` (which needs the inter-ocular points) works on such a store."""
+    (tmp_path / "my68.yaml").write_text("name: my68\nnum_points: 68\nflip_pairs: [[36, 45]]\ninter_ocular: [36, 45]\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "s"
+    prepare_store(PrepareParams(dataset="folder", root=str(position_root), split="afw", input_size=40,
+                                scheme="my68.yaml"), out, progress=False)
+    st = FaceStore(out)
+    assert st.scheme_name == "my68" and st.scheme_ref == str(tmp_path / "my68.yaml")
+    assert st.scheme.inter_ocular == (36, 45) and st.scheme.flip_pairs == ((36, 45),)
+    monkeypatch.chdir(position_root)  # the relative name given to prepare no longer resolves
+    assert main(["asm", "--store", str(out)]) == 0
+    assert FaceStore(out).soft_landmarks is not None

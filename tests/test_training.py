@@ -248,11 +248,32 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, l2_run, monkeypatch,
     assert load_model(last)[1].arch == ARCH
 
 
+def test_last_checkpoint_written_every_epoch(env, monkeypatch, capsys):
+    """A run killed in its third epoch resumes from the end of the second (not from its start)."""
+    import kdlandmarks.training.module as module
+
+    out = env.runs / "l2-crash"
+    real = module.l2_loss
+    calls = {"n": 0}
+
+    def crash_in_third_epoch(pred, target):
+        calls["n"] += 1
+        if calls["n"] > 2 * STEPS_PER_EPOCH:
+            raise RuntimeError("killed")  # like a kill: the loop stops mid-epoch, no checkpoint on the way out
+        return real(pred, target)
+
+    monkeypatch.setattr(module, "l2_loss", crash_in_third_epoch)
+    with pytest.raises(RuntimeError, match="killed"):
+        student(env, out, "--loss", "l2", "--set", "student.epochs=3")
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
+
+
 # ---------------------------------------------------------------- errors before training
 
 
-def fake_teacher(path: Path, num_points: int = 68, input_size: int = 32, scheme: str = "300w") -> Path:
-    save_model(path, create_model(ARCH, num_points), ModelInfo(ARCH, num_points, input_size, scheme=scheme))
+def fake_teacher(path: Path, num_points: int = 68, input_size: int = 32, scheme: str = "300w", **info) -> Path:
+    save_model(path, create_model(ARCH, num_points), ModelInfo(ARCH, num_points, input_size, scheme=scheme, **info))
     return path
 
 
@@ -275,6 +296,10 @@ ERRORS = {
                         "kdlandmarks asm"),
     "input size": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
                                 "--tolerant", str(fake_teacher(env.base / "t48.pt", input_size=48))], "48 px"),
+    "teacher space": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
+                                   "--tolerant", str(fake_teacher(env.base / "tpx.pt", space="pixels"))], "'pixels'"),
+    "teacher margin": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
+                                    "--tolerant", str(fake_teacher(env.base / "tm.pt", crop_margin=0.3))], "margin 0.3"),
     "kd without teachers": (lambda env: ["student", "--store", str(env.store), "--loss", "kd"], "--tough"),
     "kd one teacher": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough)],
                        "--tolerant"),
@@ -303,6 +328,35 @@ def test_bad_setup_exits_2_before_training(env, case, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kdlandmarks: error: ") and needle in lines[0], err
     assert not out.exists()  # nothing written, nothing trained
+
+
+@pytest.mark.parametrize("setting,needle", [("trainer.strategy=bogus", "bogus"),
+                                             ("trainer.max_time=soon", "soon")])
+def test_bad_trainer_settings_are_one_line(env, setting, needle, capsys):
+    out = env.base / "err-trainer" / setting.split("=")[0]
+    capsys.readouterr()
+    code = student(env, out, "--loss", "l2", "--set", setting)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "trainer settings" in lines[0] and needle in lines[0], lines
+    assert not (out / "model.pt").exists()
+
+
+def test_custom_scheme_model_records_its_scheme_file(tmp_path, monkeypatch):
+    """A model trained on a custom-scheme store names the scheme file, so training, evaluation of a
+    folder and the int8 check can load the scheme again (its bare name cannot be found)."""
+    data = tmp_path / "data" / "faces"
+    data.mkdir(parents=True)
+    for pts in sorted((sample_root() / "afw").glob("*.pts"))[:4]:
+        shutil.copy(pts, data)
+        shutil.copy(pts.with_suffix(".jpg"), data)
+    (tmp_path / "my68.yaml").write_text("name: my68\nnum_points: 68\nflip_pairs: [[36, 45]]\ninter_ocular: [36, 45]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--dataset", "folder", "--root", "data", "--split", "faces", "--scheme", "my68.yaml",
+                 "--size", "32", "--out", "store", "--quiet"]) == 0
+    assert train("teacher", "--kind", "tough", "--store", "store", "--out", "run", *TINY,
+                 "--set", "data.val_fraction=0.25", "--set", "teacher.epochs=0") == 0
+    _, info = load_model(tmp_path / "run" / "model.pt")
+    assert info.scheme == str(tmp_path / "my68.yaml")
 
 
 def test_augment_online_with_online_teachers_is_allowed(env):

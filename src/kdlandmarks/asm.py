@@ -138,7 +138,6 @@ class ActiveShapeModel:
 
 def fit_store_asm(store_path: str | Path, variance: float = 0.95) -> dict:
     """Fit the ASM on a store's hard landmarks (input frame), write soft-landmarks and asm.npz into the store."""
-    from .schemes import get_scheme
     from .store import FaceStore
 
     store = FaceStore(store_path)
@@ -147,9 +146,8 @@ def fit_store_asm(store_path: str | Path, variance: float = 0.95) -> dict:
     # back to store pixels, where the hard landmarks live
     k = store.window / store.input_size
     soft_store = (soft_input - (store.input_size - 1) / 2) * k + (store.store_size - 1) / 2
-    scheme = get_scheme(store.scheme_name)
     hard = store.landmarks.astype(np.float64)
-    dist = np.linalg.norm(soft_store - hard, axis=-1).mean(axis=-1) / scheme.interocular_distance(hard)
+    dist = np.linalg.norm(soft_store - hard, axis=-1).mean(axis=-1) / store.scheme.interocular_distance(hard)
     tmp = store.path / ".asm-fit.npz"
     asm.save(tmp)
     store.write_soft_landmarks(soft_store, tmp, {"variance": variance, "n_components": asm.n_components})

@@ -4,8 +4,9 @@ One affine warp per sample (F.affine_grid + grid_sample) maps a stored face crop
 input: the deterministic part selects the input window inside the stored crop's context, the random
 part adds rotation about the face centre (paper: +-0.5 rad), scale and translation jitter and a
 horizontal flip with the scheme's index permutation. Photometric changes follow: gamma, contrast,
-brightness, Gaussian noise, blur. All random draws come from a CPU torch.Generator seeded per batch,
-so a run is reproducible on CPU and GPU alike and a resumed run draws the same numbers.
+brightness, Gaussian noise, blur. All random draws come from a CPU torch.Generator seeded per batch
+(the noise pixels from a generator on the batch's device, seeded by one of those draws), so a run
+is reproducible on its device and a resumed run draws the same numbers.
 """
 from __future__ import annotations
 

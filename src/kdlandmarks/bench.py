@@ -116,7 +116,8 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
                    crops: list[np.ndarray]) -> None:
     import torch
 
-    from .export import OnnxRegressor, export_onnx, quantize_int8, to_batch
+    from .export import OnnxRegressor, export_onnx, quantize_int8
+
     sized = dataclasses.replace(info, input_size=size)
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 3, size, size), dtype=np.float32) for b in batches}
@@ -146,11 +147,8 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
 
 
 def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, repeats: int, budget_s: float) -> None:
-    try:
-        from .detection import create_detector
-    except ImportError:
-        rows.append(BenchRow("face detector", "-", "-", 1, note="skipped: kdlandmarks.detection not available"))
-        return
+    from .detection import create_detector
+
     if photo is None:
         rows.append(BenchRow("face detector", "-", "-", 1, note="skipped: no real photo found"))
         return

@@ -8,7 +8,7 @@ convention (raw 224-pixel targets) is available as ``space="pixels"``.
 """
 from __future__ import annotations
 
-import numpy as np
+from .errors import ConfigError
 
 SPACES = ("normalized", "pixels")
 
@@ -16,7 +16,7 @@ SPACES = ("normalized", "pixels")
 class LandmarkCodec:
     def __init__(self, input_size: int, space: str = "normalized") -> None:
         if space not in SPACES:
-            raise ValueError(f"unknown coordinate space {space!r}; choose one of {SPACES}")
+            raise ConfigError(f"unknown coordinate space {space!r}; choose one of {', '.join(SPACES)}")
         self.input_size = int(input_size)
         self.space = space
 
@@ -33,7 +33,3 @@ class LandmarkCodec:
         if self.space == "pixels":
             return pts
         return (pts + 0.5) * self.input_size - 0.5
-
-
-def to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)

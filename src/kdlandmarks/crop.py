@@ -88,7 +88,10 @@ class CropTransform:
         if interp == cv2.INTER_AREA:
             # warpAffine has no area filter: pre-shrink with resize, then warp the rest.
             factor = self.matrix[0, 0]
-            small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            h, w = image.shape[:2]
+            # at least one pixel: a window far larger than the image would otherwise shrink it to nothing
+            small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
+                               interpolation=cv2.INTER_AREA)
             sx = small.shape[1] / image.shape[1]
             sy = small.shape[0] / image.shape[0]
             # small pixel u' relates to image pixel x by x = (u' + 0.5) / sx - 0.5

@@ -38,6 +38,7 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
     Writes metrics.json, ced.png, ced.csv and pts/<face>.pts into out_dir and returns the metrics.json
     content. `progress=None` shows the bar only on a terminal.
     """
+    from .inference import torch_device
     from .models import load_model
     from .zoo import resolve_model
 
@@ -49,7 +50,7 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
         raise ConfigError(f"threshold must be positive, got {threshold}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    dev = _device(device)
+    dev = torch_device(device)
 
     model_path = resolve_model(model)
     net, info = load_model(model_path, map_location="cpu")
@@ -159,18 +160,6 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
     return report
 
 
-def _device(device: str):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}: use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available; use --device cpu")
-    return dev
-
-
 def _load_records(dataset: str, root: str | Path, split: str, scheme, errors: list[str] | None,
                   notes: list[str]) -> tuple[list[FaceRecord], dict[str, list[int]]]:
     """The split's records and the named subsets to report (name -> record indices)."""
@@ -233,8 +222,6 @@ def _predict(net, info, records: list[FaceRecord], transforms: list[CropTransfor
                         raise
                     skipped.append(str(exc))
                     continue
-                if image.ndim == 2:  # grayscale pixels embedded in a dataset file
-                    image = np.repeat(image[:, :, None], 3, axis=2)
                 crops.append(t.warp(image))
                 batch_recs.append(rec)
                 batch_t.append(t)

@@ -32,6 +32,7 @@ QUANT_KEY = "kdlandmarks.quantization"
 INPUT_NAME = "images"
 OUTPUT_NAME = "landmarks"
 DEFAULT_OPSET = 17
+MIN_OPSET, MAX_TORCHSCRIPT_OPSET = 7, 20  # torch.onnx's TorchScript exporter (torch 2.x)
 # Where real faces for parity checks come from, best first: the bundled sample's test faces (always
 # installed), then the full 300-W LFPW test set of the development machine.
 SHARED_300W = Path("/work/shared/data/300w")
@@ -42,16 +43,12 @@ SHARED_300W = Path("/work/shared/data/300w")
 # --------------------------------------------------------------------------------------------------
 
 def _sample_root() -> Path | None:
-    try:
-        from . import datasets
+    from .datasets import sample_root
 
-        fn = getattr(datasets, "sample_root", None)
-        if fn is not None:
-            return Path(fn())
-    except Exception:  # a sample that is not there is just one source fewer
+    try:
+        return sample_root()
+    except DataError:  # a sample that is not there is just one source fewer
         return None
-    root = Path(__file__).parent / "data" / "300w-sample"
-    return root if root.is_dir() else None
 
 
 def _face_folders(root: Path | None) -> list[Path]:
@@ -148,15 +145,18 @@ def _resolve(model: Any) -> tuple[Any, ModelInfo, str]:
         net, info = model
         return net.eval(), info, f"in-memory {info.arch}"
     from .models import load_model
+    from .zoo import resolve_model
 
-    try:
-        from .zoo import resolve_model
-    except ImportError:  # zoo not installed yet: a plain path
-        path = Path(model)
-    else:
-        path = resolve_model(model)
+    path = resolve_model(model)
     net, info = load_model(path)
     return net.eval(), info, str(path)
+
+
+def _device_of(net: Any) -> Any:
+    """Where a network's weights are (an in-memory model may sit on a GPU); inputs must go there."""
+    import torch
+
+    return next((p.device for p in net.parameters()), torch.device("cpu"))
 
 
 @contextmanager
@@ -184,7 +184,7 @@ def _set_metadata(proto: Any, entries: dict[str, str]) -> None:
 def _torch_export(net: Any, path: Path, size: int, opset: int, dynamic_batch: bool, exporter: str) -> None:
     import torch
 
-    dummy = torch.rand(1, 3, size, size)
+    dummy = torch.rand(1, 3, size, size, device=_device_of(net))
     with warnings.catch_warnings():
         # The TorchScript exporter's deprecation notice is expected; see the module docstring.
         warnings.simplefilter("ignore")
@@ -218,6 +218,9 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
     net, info, label = _resolve(model)
     out = Path(out)
     size = int(info.input_size)
+    if exporter == "torchscript" and not MIN_OPSET <= opset <= MAX_TORCHSCRIPT_OPSET:
+        # checked here: the exporter's own failure also prints the whole graph to stdout
+        raise ModelError(f"opset {opset} is not supported by the ONNX exporter: use {MIN_OPSET}..{MAX_TORCHSCRIPT_OPSET}")
     t0 = time.perf_counter()
     with _onnx_output(out, f"ONNX export of {label}") as tmp:
         with torch.no_grad():
@@ -237,7 +240,7 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
         crops, _, source = face_crops(size, check_count, info.crop_margin)
     batch = to_batch(crops, size)
     with torch.no_grad():
-        reference = net(torch.from_numpy(batch)).numpy()
+        reference = net(torch.from_numpy(batch).to(_device_of(net))).float().cpu().numpy()
     runner = OnnxRegressor(out)
     # Batch 1 is what a detector runs per face; the whole batch checks the dynamic axis too.
     single = np.concatenate([runner(batch[i:i + 1]) for i in range(len(batch))])

@@ -41,7 +41,8 @@ class Face:
                 "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.landmarks]}
 
 
-def _torch_runner(model: Any, device: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def torch_device(device: str) -> Any:
+    """A torch.device for a user's device string; ConfigError when it is malformed or not present."""
     import torch
 
     try:
@@ -52,6 +53,13 @@ def _torch_runner(model: Any, device: str) -> tuple[Callable[[np.ndarray], np.nd
         raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
+    return dev
+
+
+def _torch_runner(model: Any, device: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    import torch
+
+    dev = torch_device(device)
     model = model.to(dev).eval()
 
     def run(batch: np.ndarray) -> np.ndarray:

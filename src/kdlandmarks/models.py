@@ -26,7 +26,6 @@ ARCH_CONFIGS: dict[str, dict[str, Any]] = {
     "efficientnet_b3": {"dropout": 0.5, "role": "teacher"},
     "mobilenetv2_100": {"dropout": 0.0, "role": "student"},
 }
-DEFAULT_ARCH = {"teacher": "efficientnet_b3", "student": "mobilenetv2_100"}
 
 
 class LandmarkRegressor(nn.Module):
@@ -85,20 +84,25 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: an exported ONNX model; this needs the PyTorch model file (.pt or .ckpt)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # a truncated or foreign file: torch raises many types
         raise ModelError(f"{path}: not a readable model file ({type(exc).__name__})") from None
     if not isinstance(payload, dict):
         raise ModelError(f"{path}: not a kdlandmarks model file")
-    if payload.get("format") == MODEL_FORMAT:
-        info = ModelInfo(**payload["info"])
-        state = payload["state_dict"]
-    elif "state_dict" in payload and "kdlandmarks" in payload.get("hyper_parameters", {}):
-        info = ModelInfo(**payload["hyper_parameters"]["kdlandmarks"])
-        state = {k[len("model."):]: v for k, v in payload["state_dict"].items() if k.startswith("model.")}
-    else:
-        raise ModelError(f"{path}: not a kdlandmarks model file or training checkpoint")
+    try:
+        if payload.get("format") == MODEL_FORMAT:
+            info = ModelInfo(**payload["info"])
+            state = payload["state_dict"]
+        elif "state_dict" in payload and "kdlandmarks" in payload.get("hyper_parameters", {}):
+            info = ModelInfo(**payload["hyper_parameters"]["kdlandmarks"])
+            state = {k[len("model."):]: v for k, v in payload["state_dict"].items() if k.startswith("model.")}
+        else:
+            raise ModelError(f"{path}: not a kdlandmarks model file or training checkpoint")
+    except TypeError as exc:  # settings this version does not know (a newer file) or of the wrong type
+        raise ModelError(f"{path}: unreadable model settings ({exc})") from None
     model = create_model(info.arch, info.num_points, info.dropout)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -23,9 +23,15 @@ def load_evaluation(path: str | Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: no metrics.json (run `kdlandmarks evaluate` first)")
     try:
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON text file") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not (isinstance(result, dict) and isinstance(result.get("subsets"), dict) and result["subsets"]
+            and isinstance(result.get("per_image"), list)):
+        raise DataError(f"{path}: not a metrics.json written by `kdlandmarks evaluate` (no subsets or per_image)")
+    return result
 
 
 def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str | None = None,

@@ -134,6 +134,7 @@ WFLW = LandmarkScheme(
 )
 
 SCHEMES: dict[str, LandmarkScheme] = {s.name: s for s in (W300, COFW, WFLW)}
+SCHEME_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def get_scheme(name_or_path: str | Path) -> LandmarkScheme:
@@ -142,7 +143,7 @@ def get_scheme(name_or_path: str | Path) -> LandmarkScheme:
     if key in SCHEMES:
         return SCHEMES[key]
     path = Path(name_or_path)
-    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
+    if path.suffix.lower() in SCHEME_FILE_SUFFIXES:
         return load_scheme_file(path)
     raise ConfigError(f"unknown landmark scheme {name_or_path!r}: use one of {sorted(SCHEMES)} or a scheme file")
 
@@ -172,6 +173,8 @@ def load_scheme_file(path: str | Path) -> LandmarkScheme:
         raise ConfigError(f"{path}: scheme file not found")
     try:
         spec = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML/JSON text file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict):

@@ -26,7 +26,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from .crop import DEFAULT_MARGIN, CropTransform, square_from_landmarks
 from .datasets import FaceRecord, check_landmarks, dataset_scheme, load_dataset
 from .errors import DataError
 from .fileio import atomic_path, atomic_write_json
+from .schemes import SCHEME_FILE_SUFFIXES, LandmarkScheme, get_scheme
 
 STORE_VERSION = 1
 
@@ -64,7 +65,7 @@ class FaceStore:
         meta_path = self.path / "meta.json"
         if not meta_path.is_file():
             raise DataError(f"{self.path}: not a prepared store (no meta.json); run `kdlandmarks prepare`")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = _read_meta(meta_path)
         if not self.meta.get("complete"):
             raise DataError(f"{self.path}: store is incomplete; run `kdlandmarks prepare` again")
         self.images = np.load(self.path / "images.npy", mmap_mode="r")
@@ -97,6 +98,16 @@ class FaceStore:
     def scheme_name(self) -> str:
         return str(self.meta["scheme"])
 
+    @property
+    def scheme_ref(self) -> str:
+        """What `get_scheme` reads this store's scheme from: a built-in name or the scheme file given to
+        prepare (a custom scheme's own name is not enough to find it again)."""
+        return str(self.meta["params"].get("scheme") or self.meta["scheme"])
+
+    @property
+    def scheme(self) -> LandmarkScheme:
+        return get_scheme(self.scheme_ref)
+
     def matrices(self) -> np.ndarray:
         return np.load(self.path / "matrices.npy")
 
@@ -123,6 +134,16 @@ class FaceStore:
         self.meta["soft"] = info
         atomic_write_json(self.path / "meta.json", self.meta)
         self.soft_landmarks = soft
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        raise DataError(f"{path}: corrupt store metadata; run `kdlandmarks prepare` again") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: corrupt store metadata; run `kdlandmarks prepare` again")
+    return meta
 
 
 def _fingerprint(records: list[FaceRecord], params: PrepareParams, skip_bad: bool) -> str:
@@ -155,6 +176,9 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
 
     start = time.perf_counter()
     out = Path(out)
+    if params.scheme and Path(params.scheme).suffix.lower() in SCHEME_FILE_SUFFIXES:
+        # Kept absolute: models trained on the store find their scheme through it (FaceStore.scheme_ref).
+        params = replace(params, scheme=str(Path(params.scheme).expanduser().resolve()))
     scheme = dataset_scheme(params.dataset, params.scheme)
     errors: list[str] | None = [] if skip_bad else None
     records = load_dataset(params.dataset, params.root, params.split, scheme=params.scheme, errors=errors)
@@ -163,10 +187,13 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
     fingerprint = _fingerprint(records, params, skip_bad)
     _remove_stale_builds(out)
     existing = out / "meta.json"
+    # The finished store replaces `out` whole: never a user's file or folder (an empty folder is fine).
+    if out.exists() and not existing.is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: exists and is not a prepared store; choose another --out")
     if existing.is_file():
         try:
-            meta = json.loads(existing.read_text())
-        except json.JSONDecodeError:
+            meta = _read_meta(existing)
+        except DataError:
             meta = {}
         if meta.get("complete") and meta.get("fingerprint") == fingerprint:
             return {"status": "up to date", "faces": meta["faces"], "samples": meta["samples"],

@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except KDLandmarksError as exc:
         print(f"kdlandmarks: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"kdlandmarks: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # a path that is missing, taken by a file, not writable, a full disk, ...
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        print(f"kdlandmarks: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kdlandmarks: interrupted", file=sys.stderr)

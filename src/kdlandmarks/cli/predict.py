@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -107,13 +108,17 @@ def collect_inputs(paths: list[str]) -> list[tuple[Path, str, str]]:
             items.append((path, path.stem, kind))
         else:
             raise DataError(f"{path}: no such file or folder")
-    # Two inputs with the same stem (from different arguments) must not overwrite each other.
-    seen: dict[str, int] = {}
+    # Two inputs with the same stem (a.jpg beside a.png, or from different arguments) must not overwrite
+    # each other, nor may a renamed one take the stem of a later input (a.png -> a_1 beside a_1.jpg).
+    used: set[str] = set()
     unique = []
     for path, stem, kind in items:
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        unique.append((path, stem if n == 0 else f"{stem}_{n}", kind))
+        out_stem, n = stem, 0
+        while out_stem in used:
+            n += 1
+            out_stem = f"{stem}_{n}"
+        used.add(out_stem)
+        unique.append((path, out_stem, kind))
     return unique
 
 
@@ -207,6 +212,9 @@ def predict_video(detector: Any, path: Path, stem: str, args: argparse.Namespace
     from ..inference import draw_faces
     from ..video import LandmarkSmoother
 
+    # FFmpeg's own log lines ("moov atom not found", ...) would come before our one-line error; quiet
+    # unless the user set a level. Read by OpenCV when it first opens a video.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"{path}: cannot open this video (corrupt or unsupported codec)")

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         if "=" not in item:
             raise ConfigError(f"--eval {item!r} must look like LABEL=DIR")
         label, path = item.split("=", 1)
+        if label in evaluations:
+            raise ConfigError(f"--eval label {label!r} given twice; each evaluation needs its own label")
         evaluations[label] = path
     print(compare(evaluations, args.out, subset=args.subset, title=args.title), end="")
     print(f"written: {args.out}/table.md, ced.png, ced.csv")

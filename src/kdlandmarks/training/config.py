@@ -119,7 +119,10 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """A shipped recipe by name (e.g. 300w-cpu) or a YAML file, with `key.sub=value` overrides applied."""
     path = Path(name_or_path)
     if path.is_file():
-        text, where = path.read_text(), str(path)
+        try:
+            text, where = path.read_text(), str(path)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a YAML text file") from None
     else:
         candidate = resources.files("kdlandmarks.configs") / f"{name_or_path}.yaml"
         if not candidate.is_file():
@@ -129,6 +132,8 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
         spec = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: a recipe must be a mapping of sections, got {type(spec).__name__}")
     spec = copy.deepcopy(spec)
     for item in overrides or []:
         if "=" not in item:
@@ -140,11 +145,41 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return _build(Recipe, spec, where)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: invalid YAML value ({str(exc).splitlines()[0]})") from None
+    return check_recipe(_build(Recipe, spec, where), where)
 
 
-def recipe_to_dict(recipe: Recipe) -> dict:
-    from dataclasses import asdict
+def check_recipe(recipe: Recipe, where: str = "recipe") -> Recipe:
+    """Range checks of the values that would otherwise fail deep inside training (or train forever)."""
+    from ..codec import SPACES
 
-    return asdict(recipe)
+    r, d = recipe, recipe.data
+    checks = [  # (key, value, valid, rule)
+        ("input_size", r.input_size, r.input_size >= 16, "must be at least 16"),
+        ("context", r.context, r.context >= 1, "must be at least 1"),
+        ("margin", r.margin, r.margin >= 0, "must be >= 0"),
+        ("copies", r.copies, r.copies >= 1, "must be at least 1"),
+        ("space", r.space, r.space in SPACES, f"must be one of {', '.join(SPACES)}"),
+        ("asm_variance", r.asm_variance, 0 < r.asm_variance <= 1, "must be in (0, 1]"),
+        ("data.batch_size", d.batch_size, d.batch_size >= 1, "must be at least 1"),
+        ("data.val_fraction", d.val_fraction, 0 <= d.val_fraction < 1, "must be in [0, 1)"),
+        ("data.num_workers", d.num_workers, d.num_workers >= 0, "must be >= 0"),
+    ]
+    for role in ("teacher", "student"):
+        c: RoleConfig = getattr(r, role)
+        checks += [
+            (f"{role}.epochs", c.epochs, c.epochs >= 0, "must be >= 0"),  # Lightning reads -1 as 'forever'
+            (f"{role}.lr", c.lr, c.lr > 0, "must be > 0"),
+            (f"{role}.lr_decay", c.lr_decay, c.lr_decay >= 0, "must be >= 0"),
+            (f"{role}.weight_decay", c.weight_decay, c.weight_decay >= 0, "must be >= 0"),
+            (f"{role}.dropout", c.dropout, c.dropout is None or (type(c.dropout) in (int, float) and 0 <= c.dropout < 1),
+             "must be null or a number in [0, 1)"),
+        ]
+    for key, value, valid, rule in checks:
+        if not valid:
+            raise ConfigError(f"{where}: {key}={value!r} {rule}")
+    return recipe
+

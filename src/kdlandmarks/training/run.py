@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
@@ -51,8 +52,8 @@ class ThroughputMeter(Callback):
             self.samples_per_second = round(self._steps * self.batch_size * trainer.world_size / self._seconds, 1)
 
 
-
-def _check_teacher(path: str | None, name: str, store: FaceStore, input_size: int) -> Path:
+def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> Path:
+    """The teacher's model file, once it is known to see the student's inputs and speak its output space."""
     if not path:
         raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
     p = Path(path)
@@ -61,8 +62,16 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, input_size: in
     _, info = load_model(p)
     if info.num_points != store.num_points:
         raise ConfigError(f"{p}: the {name} teacher predicts {info.num_points} points but the store has {store.num_points}")
-    if info.input_size != input_size:
-        raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes {input_size} px")
+    if info.input_size != recipe.input_size:
+        raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes "
+                          f"{recipe.input_size} px")
+    if info.space != recipe.space:
+        raise ConfigError(f"{p}: the {name} teacher regresses {info.space!r} coordinates but the student "
+                          f"{recipe.space!r}")
+    margin = float(store.meta["params"]["margin"])
+    if abs(info.crop_margin - margin) > 1e-9:
+        raise ConfigError(f"{p}: the {name} teacher was trained on crops with margin {info.crop_margin:g}, "
+                          f"the store has {margin:g}")
     return p
 
 
@@ -106,16 +115,15 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     AugmentConfig.from_dict(augment)  # a bad option fails here, before anything is written
     teacher_paths: dict[str, Path] = {}
     if loss == "kd":
-        wanted = tuple(cfg.kd.get("teachers", TEACHER_KINDS))
-        given = {"tough": tough, "tolerant": tolerant}
-        teacher_paths = {n: _check_teacher(given[n], n, store, recipe.input_size) for n in wanted}
-    if loss == "kd":
         from ..losses import KDLoss
 
         try:
             KDLoss(**cfg.kd)  # an unknown or malformed KD option fails now, before anything is written
         except TypeError as exc:
             raise ConfigError(f"student.kd: {exc}") from None
+        given = {"tough": tough, "tolerant": tolerant}
+        teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
+                         for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
     use_cache = loss == "kd" and cfg.teacher_cache and not online_teachers
     if use_cache and augment:
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
@@ -135,7 +143,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     dropout = cfg.dropout if cfg.dropout is not None else ARCH_CONFIGS.get(cfg.arch, {}).get("dropout", 0.0)
     info = ModelInfo(
         arch=cfg.arch, num_points=store.num_points, input_size=recipe.input_size, dropout=dropout,
-        space=recipe.space, scheme=store.scheme_name, crop_margin=float(store.meta["params"]["margin"]),
+        space=recipe.space, scheme=store.scheme_ref, crop_margin=float(store.meta["params"]["margin"]),
         metadata={"role": role, "kind": kind, "loss": loss, "recipe": recipe.name,
                   "dataset": store.meta["params"]["dataset"], "store": str(store.path),
                   "train_faces": int(store.meta["faces"]), "copies": int(store.meta["params"]["copies"])},
@@ -165,10 +173,10 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         backbone_weights=cfg.backbone_weights,
     )
     has_val = len(datamodule.val_set) > 0
-    # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. One
-    # monitored checkpointer with save_last would refresh last.ckpt only when the best one changes.
+    # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. Lightning's
+    # save_last refreshes last.ckpt only when another checkpoint is written, so "last" is an unmonitored top-1.
     # enable_version_counter=False: resuming a moved run folder overwrites last.ckpt instead of adding last-v1.
-    last_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+    last_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                                       enable_version_counter=False)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
                                  mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
@@ -181,13 +189,17 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     except ImportError:
         pass
     meter = ThroughputMeter(recipe.data.batch_size)
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=accelerator, devices=recipe.trainer.devices,
-        num_nodes=recipe.trainer.num_nodes, strategy=recipe.trainer.strategy, precision=precision,
-        max_time=recipe.trainer.max_time, callbacks=[c for c in (last_checkpoint, checkpoint, meter) if c is not None], logger=loggers,
-        log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out,
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs, accelerator=accelerator, devices=recipe.trainer.devices,
+            num_nodes=recipe.trainer.num_nodes, strategy=recipe.trainer.strategy, precision=precision,
+            max_time=recipe.trainer.max_time, callbacks=[c for c in (last_checkpoint, checkpoint, meter) if c is not None],
+            logger=loggers, log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
+            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out,
+        )
+    except (ValueError, TypeError, ImportError, MisconfigurationException) as exc:
+        # Lightning validates the trainer section (strategy, precision, devices, max_time, accelerator)
+        raise ConfigError(f"trainer settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     last = out / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() and not restart else None
     if resume:

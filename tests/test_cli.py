@@ -1,0 +1,110 @@
+"""Bad input through the command line: one line on stderr and exit 2, never a traceback (review regressions)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdlandmarks.cli import main
+from kdlandmarks.cli.predict import collect_inputs
+from kdlandmarks.datasets import sample_root
+from kdlandmarks.errors import ConfigError, DataError
+from kdlandmarks.report import load_evaluation
+from kdlandmarks.training.config import load_recipe
+
+
+def run_cli(capsys, *argv: str) -> str:
+    """The one stderr line of a command that must fail with exit 2."""
+    capsys.readouterr()
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("kdlandmarks: error: "), err
+    return lines[0]
+
+
+def metrics(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    subset = {"count": 1, "nme": 5.0, "failure_rate": 0.0, "auc": 0.5, "auc_paper_code": 0.7, "threshold": 0.1}
+    (path / "metrics.json").write_text(json.dumps({"subsets": {"test": subset}, "per_image": [{"nme": 0.05}]}))
+    return path
+
+
+def test_out_path_taken_by_a_file_is_one_line(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    line = run_cli(capsys, "report", "--eval", f"a={metrics(tmp_path / 'ev')}", "--out", str(taken))
+    assert "taken" in line
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("content,needle", [
+    (json.dumps({"a": 1}), "not a metrics.json"),
+    (json.dumps({"subsets": {}, "per_image": []}), "not a metrics.json"),
+    (b"\xff\xfe\x00binary", "not a JSON text file"),
+])
+def test_report_refuses_files_that_are_not_evaluations(tmp_path, capsys, content, needle):
+    bad = tmp_path / "m.json"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=needle):
+        load_evaluation(bad)
+    assert needle in run_cli(capsys, "report", "--eval", f"a={bad}", "--out", str(tmp_path / "rep"))
+
+
+def test_report_refuses_a_label_given_twice(tmp_path, capsys):
+    ev = metrics(tmp_path / "ev")
+    line = run_cli(capsys, "report", "--eval", f"a={ev}", "--eval", f"a={ev}", "--out", str(tmp_path / "rep"))
+    assert "'a' given twice" in line
+
+
+@pytest.mark.parametrize("content,override,needle", [
+    (b"\xff\xfe\x00binary", None, "not a YAML text file"),
+    (b"just a string\n", None, "must be a mapping"),
+    (None, "teacher.epochs=[1", "invalid YAML value"),
+    (None, "space=foo", "space='foo'"),
+    (None, "student.epochs=-1", "student.epochs=-1"),
+    (None, "data.batch_size=0", "data.batch_size=0"),
+])
+def test_bad_recipes_are_config_errors(tmp_path, capsys, content, override, needle):
+    config = "300w-cpu"
+    if content is not None:
+        config = str(tmp_path / "r.yaml")
+        Path(config).write_bytes(content)
+    overrides = [override] if override else []
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+        load_recipe(config, overrides)
+    sets = ["--set", override] if override else []
+    line = run_cli(capsys, "train", "teacher", "--kind", "tough", "--config", config, *sets,
+                   "--out", str(tmp_path / "run"))
+    assert needle in line and not (tmp_path / "run").exists()
+
+
+def test_renamed_stems_never_collide(tmp_path):
+    for name in ("x.jpg", "x.png", "x_1.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    stems = [stem for _, stem, _ in collect_inputs([str(tmp_path)])]
+    assert len(set(stems)) == 3 and stems[0] == "x"
+
+
+def test_box_far_larger_than_the_image_still_crops(tmp_path, capsys):
+    photo = sample_root() / "lfpw" / "testset" / "image_0001.jpg"
+    assert main(["predict", str(photo), "--boxes", "0,0,1000000,1000000", "--out", str(tmp_path)]) == 0
+    face = json.loads((tmp_path / "image_0001.json").read_text())["faces"][0]
+    assert np.isfinite(np.asarray(face["landmarks"])).all()
+
+
+def test_corrupt_video_is_exactly_one_line(tmp_path):
+    """FFmpeg's own complaint used to precede the error line; a fresh process, as OpenCV reads its log
+    level once per process."""
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(os.urandom(3000))
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "kdlandmarks", "predict", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "clip.mp4" in lines[0], proc.stderr
