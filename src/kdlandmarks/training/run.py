@@ -165,7 +165,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     # 3. model and loop
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     module = LandmarkModule(
-        asdict(info), target=target, loss=loss, kd={k: v for k, v in cfg.kd.items()} if loss == "kd" else None,
+        asdict(info), target=target, loss=loss, kd=dict(cfg.kd) if loss == "kd" else None,
         lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, augment=augment,
         source_size=store.store_size, window=store.window, seed=recipe.trainer.seed,
         channels_last=recipe.trainer.channels_last,
