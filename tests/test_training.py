@@ -440,3 +440,18 @@ def test_int_fields_refuse_fractions(override):
     with pytest.raises(ConfigError, match="not a valid int"):
         load_recipe("300w-cpu", [override])
     assert load_recipe("300w-cpu", ["student.epochs=2.0"]).student.epochs == 2  # a whole float is fine
+
+
+def test_teacher_cache_waiting_rank_stops_when_rank_zero_failed(env, monkeypatch, tmp_path):
+    """Under DDP the other ranks wait for rank 0's cache; a failure there must end their wait with one line."""
+    from kdlandmarks.errors import DataError
+    from kdlandmarks.training import teacher_cache
+
+    store = FaceStore(env.store)
+    teacher = env.tough / "model.pt"
+    monkeypatch.setattr(teacher_cache, "load_model", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
+    with pytest.raises(MemoryError):
+        teacher_cache.teacher_outputs(teacher, store, 99, progress=False)  # rank 0: fails, leaves a marker
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(DataError, match="failed on rank 0: MemoryError: boom"):
+        teacher_cache.teacher_outputs(teacher, store, 99, progress=False)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..augment import AugmentConfig, BatchAugmenter
+from ..errors import DataError
 from ..fileio import atomic_path
 from ..models import load_model
 from ..store import FaceStore
@@ -34,17 +35,34 @@ def cache_key(teacher_path: Path, input_size: int) -> str:
 def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int, batch_size: int = 128,
                     device: str = "cpu", progress: bool = True) -> np.ndarray:
     """(M, 2N) float32 teacher predictions (normalised space) for every sample of the store, cached on disk."""
-    from tqdm import tqdm
-
     teacher_path = Path(teacher_path)
     cache_dir = store.path / "teacher_cache"
     target = cache_dir / f"{cache_key(teacher_path, input_size)}.npy"
     if target.is_file():
         return np.load(target)
+    failed = target.with_name(f".{target.stem}.failed")
     if int(os.environ.get("LOCAL_RANK", "0")) != 0:  # under DDP, rank 0 computes; the others wait
+        started = time.time() - 60  # a marker older than this run's start is a stale one from an earlier run
         while not target.is_file():
+            if failed.is_file() and failed.stat().st_mtime >= started:
+                raise DataError(f"{store.path}: the teacher cache for {teacher_path} failed on rank 0: "
+                                f"{failed.read_text().strip()}")
             time.sleep(2)
         return np.load(target)
+    failed.unlink(missing_ok=True)
+    try:
+        return _compute(teacher_path, store, input_size, batch_size, device, progress, target)
+    except BaseException as exc:
+        # tell the waiting ranks, so they stop instead of polling forever
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: int, device: str,
+             progress: bool, target: Path) -> np.ndarray:
+    from tqdm import tqdm
+
     model, info = load_model(teacher_path, map_location=device)
     model.to(device).eval()
     warp = BatchAugmenter(AugmentConfig.disabled(), None, input_size, store.store_size, store.window)
