@@ -54,7 +54,7 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
 
     model_path = resolve_model(model)
     net, info = load_model(model_path, map_location="cpu")
-    net = net.to(dev).eval()
+    net = net.eval()
     if scheme is None and dataset == "folder":
         scheme = info.scheme  # a folder of .pts files is read with the model's own scheme
     lm_scheme = dataset_scheme(dataset, scheme)
@@ -201,12 +201,12 @@ def _load_records(dataset: str, root: str | Path, split: str, scheme, errors: li
 def _predict(net, info, records: list[FaceRecord], transforms: list[CropTransform], batch_size: int, dev,
              skip_bad: bool, skipped: list[str], progress: bool | None):
     """Predicted landmarks in original-image coordinates for the records whose image could be read."""
-    import torch
     from tqdm import tqdm
 
-    from .codec import LandmarkCodec
+    from .inference import LandmarkDetector
 
-    codec = LandmarkCodec(info.input_size, info.space)
+    # the same batching and decoding that inference uses; the crops are already at the input size
+    runner = LandmarkDetector.from_model(net, info, device=str(dev), batch_size=batch_size)
     preds: list[np.ndarray] = []
     done: list[FaceRecord] = []
     n_batches = (len(records) + batch_size - 1) // batch_size
@@ -226,11 +226,8 @@ def _predict(net, info, records: list[FaceRecord], transforms: list[CropTransfor
                 batch_recs.append(rec)
                 batch_t.append(t)
             if crops:
-                x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0).to(dev)
-                with torch.no_grad():
-                    out = net(x).float().cpu().numpy().astype(np.float64)
-                for vec, t in zip(out, batch_t):
-                    preds.append(t.to_image(codec.decode(vec)))
+                for points, t in zip(runner.predict_crops(crops), batch_t):
+                    preds.append(t.to_image(points))
                 done += batch_recs
             bar.update(1)
     finally:
