@@ -193,6 +193,19 @@ def test_lr_schedule_is_keras_decay(l2_run):
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr0 / (1 + decay * STEPS_PER_EPOCH))
 
 
+def test_init_starts_from_the_given_model(env, l2_run):
+    """--init loads every weight: with a negligible learning rate the fine-tuned parameters stay the given ones."""
+    out = env.runs / "l2-init"
+    assert student(env, out, "--loss", "l2", "--init", str(l2_run / "model.pt"), "--set", "student.lr=1e-12") == 0
+    start, _ = load_model(l2_run / "model.pt")
+    tuned, info = load_model(out / "model.pt")
+    assert info.metadata["init"] == str(l2_run / "model.pt")
+    fresh = dict(create_model(ARCH, 68).named_parameters())
+    for name, param in tuned.named_parameters():
+        assert torch.allclose(param, dict(start.named_parameters())[name], rtol=0, atol=1e-9), name
+    assert not torch.equal(fresh["head.weight"], dict(tuned.named_parameters())["head.weight"])
+
+
 def test_resume_continues_steps(env, l2_run, capsys):
     out = env.runs / "l2-resume"
     shutil.copytree(l2_run, out)
@@ -309,6 +322,12 @@ ERRORS = {
                                      "--set", "data.augment={rotaton: 0.1}"], "rotaton"),
     "missing teacher": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough",
                                      str(env.base / "nope.pt"), "--tolerant", str(env.tolerant)], "nope.pt"),
+    "init missing": (lambda env: ["student", "--store", str(env.store), "--loss", "l2",
+                                  "--init", str(env.base / "nope-init.pt")], "nope-init.pt"),
+    "init points": (lambda env: ["student", "--store", str(env.store), "--loss", "l2",
+                                 "--init", str(fake_teacher(env.base / "i29.pt", 29, scheme="cofw"))], "29 points"),
+    "init arch": (lambda env: ["teacher", "--kind", "tough", "--store", str(env.store), "--set",
+                               "teacher.arch=mobilenetv2_035", "--init", str(env.tough)], "mobilenetv2_035"),
     "no store": (lambda env: ["student", "--loss", "l2"], "--store"),
     "not a store": (lambda env: ["student", "--store", str(env.base / "data"), "--loss", "l2"], "prepare"),
     "unknown recipe": (lambda env: ["student", "--store", str(env.store), "--config", "300w-huge"], "300w-huge"),

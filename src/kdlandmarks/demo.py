@@ -17,6 +17,7 @@ from .fileio import atomic_write_bytes, atomic_write_text
 from .report import compare
 from .store import PrepareParams, prepare_store
 from .training.config import load_recipe
+from .zoo import shipped_names
 
 DEMO_PHOTO = "lfpw/testset/image_0001.jpg"
 
@@ -66,9 +67,10 @@ def run_demo(out_dir: str | Path = "demo-output", recipe_name: str = "demo", ove
         eval_dir = out / f"eval-{model.parent.name}"
         evaluate_model(str(model), "300w", str(root), "lfpw/testset", eval_dir, progress=False)
         evaluations[label] = eval_dir
-    shipped_eval = out / "eval-shipped"
-    evaluate_model("kd-student-300w", "300w", str(root), "lfpw/testset", shipped_eval, progress=False)
-    evaluations["shipped kd-student-300w (trained on 2012 faces)"] = shipped_eval
+    for name in shipped_names():
+        shipped_eval = out / f"eval-shipped-{name}"
+        evaluate_model(name, "300w", str(root), "lfpw/testset", shipped_eval, progress=False)
+        evaluations[f"shipped {name} (trained on 2012 faces)"] = shipped_eval
     table = compare(evaluations, out / "comparison", title="Demo: CED on 12 bundled LFPW test faces")
     print(table, end="")
 
@@ -104,7 +106,7 @@ def _write_report(out: Path, table: str, picture: Path, seconds: float, asm: dic
 
 The whole KD-Loss method (Fard & Mahoor, CVIU 2022) at toy scale on the faces bundled with the
 package: {recipe.input_size} px input, {recipe.copies} stored copies per face, 24 training faces.
-**Toy scale: these numbers only show that every stage runs.** The shipped student's row is the model
+**Toy scale: these numbers only show that every stage runs.** The shipped students' rows are the models
 trained on 2012 faces (see the README for its full evaluation).
 
 - Soft-landmarks: the ASM kept {asm['n_components']} principal components at {recipe.asm_variance:.0%} variance;

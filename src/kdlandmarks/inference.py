@@ -22,8 +22,8 @@ from .crop import BoxCalibration, CropTransform, box_crop
 from .detection import (FaceDetector, check_boxes, check_image, create_detector, default_calibration,
                         resolve_detector_name)
 from .errors import ConfigError, DataError, KDLandmarksError, ModelError
+from .zoo import DEFAULT_MODEL
 
-DEFAULT_MODEL = "kd-student-300w"
 DEFAULT_BOX_SOURCE = "retinaface"  # given boxes are taken to be RetinaFace-like face boxes
 BACKENDS = ("torch", "onnx")
 

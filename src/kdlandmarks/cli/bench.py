@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=_ints, default=None,
                    help="input sizes, comma-separated (default: the student's size and 224)")
     p.add_argument("--batch", type=_ints, default=[1, 32], help="batch sizes, comma-separated (default 1,32)")
-    p.add_argument("--repeats", type=int, default=20, help="timed repeats per row after warm-up (default 20)")
+    p.add_argument("--repeats", type=int, default=100,
+                   help="timed repeats per row after warm-up, capped at about 5 s per row (default 100)")
+    p.add_argument("--min-seconds", type=float, default=2.0,
+                   help="keep timing each fast row for at least this long, so that a burst of other load on a "
+                        "shared machine does not set the median (default 2)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for torch and onnxruntime (default: the libraries' choice)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 student")
@@ -42,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--repeats and --threads must be at least 1")
+    if not args.min_seconds >= 0:
+        raise ConfigError(f"--min-seconds must be 0 or more, got {args.min_seconds}")
     report = run_bench(args.model, args.teacher_arch, args.input_size, args.batch, args.repeats, args.threads,
                        int8=not args.no_int8, detector=not args.no_detector, others=not args.no_detector,
-                       progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
+                       progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
+                       min_seconds=args.min_seconds)
     print(format_report(report))
     return 0

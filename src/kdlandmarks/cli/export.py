@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..zoo import DEFAULT_MODEL
+
 FORMATS = ("onnx", "onnx-int8")
 
 
@@ -10,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a model to ONNX (fp32 or int8) with a parity check",
                               description="Export a landmark model to ONNX: input 'images' (B,3,S,S) RGB in [0,1], "
                                           "output 'landmarks' (B,2N); the model's settings travel as metadata.")
-    p.add_argument("--model", default="kd-student-300w",
-                   help="model name from the zoo or a model file (default: the shipped student kd-student-300w)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"shipped model name (kdlandmarks models) or a model file (default: {DEFAULT_MODEL})")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (fp32) or onnx-int8 (static QDQ)")
     p.add_argument("--out", required=True, help="output .onnx file (written atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -10,6 +10,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, config.yaml, model.pt")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set student.epochs=5 (repeatable)")
+    p.add_argument("--init", metavar="MODEL", help="start from this model's weights (fine-tuning): a model file, "
+                                                   ".ckpt, run folder or shipped name of the same architecture")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.ckpt instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.store:
         overrides.append(f"data.store={args.store}")
+    if args.init:
+        overrides.append(f"{args.role}.init_weights={args.init}")
     recipe = load_recipe(args.config, overrides)
     summary = train_model(recipe, args.role, args.out, kind=getattr(args, "kind", None),
                           loss=getattr(args, "loss", None), tough=getattr(args, "tough", None),

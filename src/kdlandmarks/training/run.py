@@ -75,6 +75,21 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe
     return p
 
 
+def _check_init(name_or_path: str, arch: str, store: FaceStore) -> torch.nn.Module:
+    """The network to fine-tune from, once it is known to have the run's architecture and point count."""
+    from ..zoo import resolve_model
+
+    folder = Path(name_or_path)
+    path = resolve_model(folder / "model.pt" if folder.is_dir() else name_or_path)  # a run folder, as for teachers
+    model, info = load_model(path)
+    if info.arch != arch:
+        raise ConfigError(f"{path}: init_weights is a {info.arch} but the run trains a {arch}")
+    if info.num_points != store.num_points:
+        raise ConfigError(f"{path}: init_weights predicts {info.num_points} points but the store has "
+                          f"{store.num_points}")
+    return model
+
+
 def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
                 tough: str | None = None, tolerant: str | None = None, online_teachers: bool = False,
                 restart: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -124,6 +139,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         given = {"tough": tough, "tolerant": tolerant}
         teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
                          for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
+    init = _check_init(cfg.init_weights, cfg.arch, store) if cfg.init_weights else None
     use_cache = loss == "kd" and cfg.teacher_cache and not online_teachers
     if use_cache and augment:
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
@@ -146,7 +162,8 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         space=recipe.space, scheme=store.scheme_ref, crop_margin=float(store.meta["params"]["margin"]),
         metadata={"role": role, "kind": kind, "loss": loss, "recipe": recipe.name,
                   "dataset": store.meta["params"]["dataset"], "store": str(store.path),
-                  "train_faces": int(store.meta["faces"]), "copies": int(store.meta["params"]["copies"])},
+                  "train_faces": int(store.meta["faces"]), "copies": int(store.meta["params"]["copies"]),
+                  **({"init": str(cfg.init_weights)} if init is not None else {})},
     )
     resolved = {"recipe": asdict(recipe), "role": role, "kind": kind, "loss": loss,
                 "teachers": {k: str(v) for k, v in teacher_paths.items()}, "online_teachers": online_teachers,
@@ -172,6 +189,8 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
         backbone_weights=cfg.backbone_weights,
     )
+    if init is not None:  # a resumed run then replaces these weights with its checkpoint's
+        module.model.load_state_dict(init.state_dict())
     has_val = len(datamodule.val_set) > 0
     # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. Lightning's
     # save_last refreshes last.ckpt only when another checkpoint is written, so "last" is an unmonitored top-1.
