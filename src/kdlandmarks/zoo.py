@@ -19,7 +19,7 @@ SHIPPED_ONNX: dict[str, str] = {"kd-student-300w": "kd-student-300w.onnx",
                                 "kd-student-300w-lite": "kd-student-300w-lite.onnx"}
 # One line each for `kdlandmarks models`; the figures come from the cards (LFPW test, gt crop, inter-ocular).
 SUMMARIES: dict[str, str] = {
-    "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.84 %; ~3-4 ms/face on 2 CPU cores",
+    "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.84 %; ~4 ms/face on 2 CPU cores",
     "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 5.38 %; "
                             "~1.3 ms/face on 2 CPU cores",
 }
