@@ -129,11 +129,11 @@ def test_resolve_model(tmp_path, model_file, monkeypatch):
         resolve_model("student-300w")
     weights = tmp_path / "weights"
     weights.mkdir()
-    (weights / "s.pt").write_bytes(b"x")
+    (weights / "student-300w.pt").write_bytes(b"x")
     monkeypatch.setattr("kdlandmarks.zoo.WEIGHTS_DIR", weights)
-    monkeypatch.setitem(SHIPPED, "student-300w", "s.pt")
-    assert resolve_model("student-300w") == weights / "s.pt"
-    monkeypatch.setitem(SHIPPED, "broken", "missing.pt")
+    monkeypatch.setitem(SHIPPED, "student-300w", "a test model")
+    assert resolve_model("student-300w") == weights / "student-300w.pt"
+    monkeypatch.setitem(SHIPPED, "broken", "a test model without files")
     with pytest.raises(ModelError, match="missing"):
         resolve_model("broken")
 

@@ -7,7 +7,7 @@ import pytest
 from kdlandmarks.cli import main
 from kdlandmarks.datasets import sample_root
 from kdlandmarks.errors import ModelError
-from kdlandmarks.zoo import DEFAULT_MODEL, SHIPPED, SHIPPED_ONNX, SUMMARIES, model_card, resolve_model, shipped_names
+from kdlandmarks.zoo import DEFAULT_MODEL, SHIPPED, model_card, resolve_model, shipped_names
 
 # On the 12 bundled LFPW test faces the shipped kd-student-300w scores 4.9 % NME, while predicting
 # those faces' own mean shape in each ground-truth crop scores 13.3 %: 8 % separates a model that
@@ -18,11 +18,11 @@ MAX_BUNDLED_NME = 8.0
 def test_every_shipped_model_has_weights_onnx_card_and_summary():
     assert DEFAULT_MODEL in SHIPPED
     for name in shipped_names():
-        assert resolve_model(name).is_file()
-        assert resolve_model(name, backend="onnx").suffix == ".onnx" and name in SHIPPED_ONNX
+        assert resolve_model(name).suffix == ".pt" and resolve_model(name).is_file()
+        assert resolve_model(name, backend="onnx").suffix == ".onnx" and resolve_model(name, backend="onnx").is_file()
         card = model_card(name).read_text(encoding="utf-8")
         assert card.startswith(f"# Model card: `{name}`") and "Licence" in card
-        assert "{" not in SUMMARIES[name]  # every figure filled in
+        assert "{" not in SHIPPED[name]  # every figure filled in
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

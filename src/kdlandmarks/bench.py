@@ -8,6 +8,7 @@ timed repeats after warm-up; "best" is the fastest repeat (closest to an unloade
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import resource
@@ -97,6 +98,10 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 2, budget_s: fl
     return float(np.median(times)), float(np.min(times))
 
 
+# time_call with the run's repeats, budget and minimum sampling time bound: (fn, warmup=...) -> (median, best)
+Timer = Callable[..., tuple[float, float]]
+
+
 def _row(model: str, runtime: str, size: int | str, batch: int, median: float, best: float, note: str = "") -> BenchRow:
     return BenchRow(model, runtime, size, batch, median * 1e3 / batch, best * 1e3 / batch, batch / median, note)
 
@@ -120,8 +125,7 @@ def _student(model: str | Path | None) -> tuple[Any, Any, str]:
 
 
 def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: int, batches: Sequence[int],
-                   repeats: int, threads: int | None, workdir: Path, int8: bool, budget_s: float,
-                   crops: list[np.ndarray], min_seconds: float = 0.0) -> None:
+                   timer: Timer, threads: int | None, workdir: Path, int8: bool, crops: list[np.ndarray]) -> None:
     import torch
 
     from .export import OnnxRegressor, export_onnx, quantize_int8
@@ -132,7 +136,7 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
     with torch.inference_mode():
         for b in batches:
             x = torch.from_numpy(inputs[b])
-            rows.append(_row(name, "torch", size, b, *time_call(lambda: net(x), repeats, budget_s=budget_s, min_seconds=min_seconds)))
+            rows.append(_row(name, "torch", size, b, *timer(lambda: net(x))))
     onnx_path = workdir / f"{name.replace(' ', '_')}_{size}.onnx"
     try:
         export_onnx((net, sized), onnx_path, check_images=crops[:2])
@@ -151,11 +155,10 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
     for runtime, runner, note in runners:
         for b in batches:
             x = inputs[b]
-            rows.append(_row(name, runtime, size, b, *time_call(lambda: runner(x), repeats, budget_s=budget_s, min_seconds=min_seconds), note))
+            rows.append(_row(name, runtime, size, b, *timer(lambda: runner(x)), note))
 
 
-def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, repeats: int, budget_s: float,
-                    min_seconds: float = 0.0) -> None:
+def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, timer: Timer) -> None:
     from .detection import create_detector
 
     if photo is None:
@@ -164,8 +167,7 @@ def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, repeats: int
     try:
         detector = create_detector("auto")
         found = detector.detect(photo)
-        median, best = time_call(lambda: detector.detect(photo), repeats, warmup=1, budget_s=budget_s,
-                                   min_seconds=min_seconds)
+        median, best = timer(lambda: detector.detect(photo), warmup=1)
     except Exception as exc:  # any detector backend failure is reported, not fatal
         rows.append(BenchRow("face detector", "-", "-", 1, note=f"skipped: {_reason(exc)}"))
         return
@@ -181,7 +183,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _bench_others(rows: list[BenchRow], photo: np.ndarray | None, box: np.ndarray | None,
-                  repeats: int, budget_s: float, min_seconds: float = 0.0) -> None:
+                  timer: Timer) -> None:
     """dlib / mediapipe / face_alignment landmark latency on the same face, when importable."""
     if photo is None or box is None:
         return
@@ -216,7 +218,7 @@ def _bench_others(rows: list[BenchRow], photo: np.ndarray | None, box: np.ndarra
                        ("face_alignment FAN", face_alignment_fn)):
         try:
             fn = make()
-            median, best = time_call(fn, repeats, warmup=1, budget_s=budget_s, min_seconds=min_seconds)
+            median, best = timer(fn, warmup=1)
         except ImportError:
             rows.append(BenchRow(name, "-", "-", 1, note="skipped: not installed"))
             continue
@@ -261,15 +263,16 @@ def run_bench(model: str | Path | None = None, teacher_arch: str | None = "effic
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _run(model, teacher_arch, input_sizes, batches, repeats, threads, int8, detector, others, budget_s,
-                    min_seconds, progress or (lambda msg: None))
+        timer = functools.partial(time_call, repeats=repeats, budget_s=budget_s, min_seconds=min_seconds)
+        return _run(model, teacher_arch, input_sizes, batches, timer, threads, int8, detector, others,
+                    progress or (lambda msg: None))
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None, batches: Sequence[int],
-         repeats: int, threads: int | None, int8: bool, detector: bool, others: bool, budget_s: float,
-         min_seconds: float, say: Callable[[str], None]) -> BenchReport:
+         timer: Timer, threads: int | None, int8: bool, detector: bool, others: bool,
+         say: Callable[[str], None]) -> BenchReport:
     from .export import face_crops
     from .models import create_model
 
@@ -282,21 +285,20 @@ def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None
         for size in input_sizes:
             crops = face_crops(size, 32, info.crop_margin)[0]
             say(f"student at {size} px")
-            _bench_network(rows, "student", net, info, size, batches, repeats, threads, Path(tmp), int8,
-                           budget_s, crops, min_seconds)
+            _bench_network(rows, "student", net, info, size, batches, timer, threads, Path(tmp), int8, crops)
             if teacher_arch and teacher_arch.lower() != "none":
                 say(f"teacher {teacher_arch} at {size} px")
                 teacher = create_model(teacher_arch, info.num_points).eval()
                 teacher_info = dataclasses.replace(info, arch=teacher_arch)
-                _bench_network(rows, f"teacher {teacher_arch}", teacher, teacher_info, size, batches, repeats,
-                               threads, Path(tmp), False, budget_s, crops, min_seconds)
+                _bench_network(rows, f"teacher {teacher_arch}", teacher, teacher_info, size, batches, timer,
+                               threads, Path(tmp), False, crops)
                 del teacher
     photo, box = _photo() if (detector or others) else (None, None)
     if detector:
         say("face detector")
-        _bench_detector(rows, photo, repeats, budget_s, min_seconds)
+        _bench_detector(rows, photo, timer)
     if others:
-        _bench_others(rows, photo, box, repeats, budget_s, min_seconds)
+        _bench_others(rows, photo, box, timer)
     report.targets = _targets(report, info.input_size)
     report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return report

@@ -87,9 +87,9 @@ def _resolve_model_path(model: str | Path, backend: str | None) -> Path:
     unless backend "torch" is asked for."""
     import importlib.util
 
-    from .zoo import SHIPPED_ONNX, resolve_model
+    from .zoo import SHIPPED, resolve_model
 
-    if backend is None and str(model) in SHIPPED_ONNX and importlib.util.find_spec("onnxruntime") is not None:
+    if backend is None and str(model) in SHIPPED and importlib.util.find_spec("onnxruntime") is not None:
         backend = "onnx"
     return Path(resolve_model(model, backend=backend or "torch"))
 

@@ -39,7 +39,8 @@ class RoleConfig:
     teacher_cache: bool = True  # cache frozen teachers' outputs per stored sample (needs augment: none)
     select: str = "last"  # last | best-val (validation split carved from train)
     backbone_weights: str | None = None  # local weight file to start the backbone from (default: random, as the paper)
-    init_weights: str | None = None  # a model to start the whole network from (fine-tuning): file, .ckpt or shipped name
+    init_weights: str | None = None  # a model to start the whole network from (fine-tuning): file, .ckpt, run
+    #                                  folder or shipped name
 
 
 @dataclass

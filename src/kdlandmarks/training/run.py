@@ -52,13 +52,17 @@ class ThroughputMeter(Callback):
             self.samples_per_second = round(self._steps * self.batch_size * trainer.world_size / self._seconds, 1)
 
 
+def _run_model_file(path: str | Path) -> Path:
+    """A model given as a run folder means the model.pt that training wrote into it."""
+    p = Path(path)
+    return p / "model.pt" if p.is_dir() else p
+
+
 def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> Path:
     """The teacher's model file, once it is known to see the student's inputs and speak its output space."""
     if not path:
         raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
+    p = _run_model_file(path)
     _, info = load_model(p)
     if info.num_points != store.num_points:
         raise ConfigError(f"{p}: the {name} teacher predicts {info.num_points} points but the store has {store.num_points}")
@@ -79,8 +83,7 @@ def _check_init(name_or_path: str, arch: str, store: FaceStore) -> torch.nn.Modu
     """The network to fine-tune from, once it is known to have the run's architecture and point count."""
     from ..zoo import resolve_model
 
-    folder = Path(name_or_path)
-    path = resolve_model(folder / "model.pt" if folder.is_dir() else name_or_path)  # a run folder, as for teachers
+    path = resolve_model(_run_model_file(name_or_path))
     model, info = load_model(path)
     if info.arch != arch:
         raise ConfigError(f"{path}: init_weights is a {info.arch} but the run trains a {arch}")
