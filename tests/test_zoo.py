@@ -70,3 +70,19 @@ def test_cli_models_unknown_name_is_one_line_error(capsys):
     assert len(err.splitlines()) == 1 and "unknown shipped model 'no-such-model'" in err
     with pytest.raises(ModelError):
         model_card("no-such-model")
+
+
+def test_the_accuracy_bound_rejects_a_model_that_only_knows_the_mean_face():
+    """What MAX_BUNDLED_NME separates from: the bundled test faces' own mean shape, in each gt crop."""
+    from kdlandmarks.crop import gt_crop
+    from kdlandmarks.datasets.pts import read_pts
+    from kdlandmarks.metrics import per_image_nme
+    from kdlandmarks.schemes import get_scheme
+
+    truths = [read_pts(p) for p in sorted((sample_root() / "lfpw" / "testset").glob("*.pts"))]
+    crops = [gt_crop(points, 128) for points in truths]
+    mean_shape = np.mean([c.to_crop(points) for c, points in zip(crops, truths)], axis=0)
+    predicted = np.stack([c.to_image(mean_shape) for c in crops])
+    nme = 100 * per_image_nme(predicted, np.stack(truths), get_scheme("300w")).mean()
+    assert nme == pytest.approx(13.26, abs=0.01)
+    assert nme > MAX_BUNDLED_NME
