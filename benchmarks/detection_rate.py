@@ -5,7 +5,7 @@ landmark extent box > 0.5, or >= 75% of the landmarks inside a box at most twice
 Also printed: top-1 (the highest-scoring box is the annotated face), extra boxes per image (other
 faces or false positives), time per image, and how close the calibrated crop (DEFAULT_CALIBRATIONS)
 comes to the ground-truth crop (centre error as a fraction of the crop side; side ratio).
-Usage: python3 benchmarks/detection_rate.py [--root /work/shared/data/300w] [--split lfpw/testset]
+Usage: python3 benchmarks/detection_rate.py [--root ../shared/data/300w] [--split lfpw/testset]
        [--detector NAME ...]
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from kdlandmarks.detection import (available_detectors, calibration_errors, crea
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="/work/shared/data/300w")
+    ap.add_argument("--root", default="../shared/data/300w")
     ap.add_argument("--split", default="lfpw/testset")
     ap.add_argument("--detector", action="append", help="detector name (repeatable); default: all installed")
     args = ap.parse_args()

@@ -207,3 +207,27 @@ def test_batch_generator_depends_only_on_seed_and_step():
     assert torch.equal(a, torch.rand(5, generator=batch_generator(3, 100)))
     assert not torch.equal(a, torch.rand(5, generator=batch_generator(3, 101)))
     assert not torch.equal(a, torch.rand(5, generator=batch_generator(4, 100)))
+
+
+def test_cutout_occludes_one_rectangle_and_keeps_landmarks():
+    cfg = AugmentConfig.disabled()
+    cfg.cutout = 1.0
+    aug = BatchAugmenter(cfg, None, OUT, SRC, WINDOW)
+    img = torch.full((8, SRC, SRC, 3), 200, dtype=torch.uint8)
+    pts = torch.from_numpy(face_shape()).float().expand(8, -1, -1)
+    out, moved, _ = aug(img, pts, batch_generator(0, 1))
+    plain, plain_pts, _ = aug(img, pts, None)
+    assert torch.equal(moved, plain_pts)  # occlusion moves no landmark
+    changed = (out != plain).any(dim=1)  # (B, S, S)
+    for mask in changed:
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert len(ys) > 0
+        # one axis-aligned rectangle, 10-40 % of the side, filled with one grey level
+        h, w = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+        assert len(ys) == h * w and 0.08 * OUT <= h <= 0.42 * OUT and 0.08 * OUT <= w <= 0.42 * OUT
+    # the draws that stored copies replay are unchanged by the new option
+    assert set(aug.draw(4, batch_generator(0, 1))) >= {"angle", "scale", "tx", "ty", "flip", "noise_seed"}
+    base = BatchAugmenter(AugmentConfig(), None, OUT, SRC, WINDOW).draw(4, batch_generator(0, 1))
+    with_cut = BatchAugmenter(AugmentConfig(cutout=0.5), None, OUT, SRC, WINDOW).draw(4, batch_generator(0, 1))
+    for key in ("angle", "scale", "tx", "ty", "flip", "gamma", "noise_seed"):
+        assert torch.equal(base[key], with_cut[key])

@@ -12,11 +12,12 @@ from kdlandmarks.datasets.cofw import read_cofw
 from kdlandmarks.datasets.folder import read_folder
 from kdlandmarks.datasets.pts import read_pts, write_pts
 from kdlandmarks.datasets.w300 import read_300w
+from kdlandmarks.datasets import full_300w_root
 from kdlandmarks.datasets.wflw import WFLW_ATTRIBUTES, read_wflw
 from kdlandmarks.errors import ConfigError, DataError
 from kdlandmarks.schemes import load_scheme_file
 
-REAL_300W = Path("/work/shared/data/300w")
+REAL_300W = full_300w_root() or Path("missing-300w")  # $KDLANDMARKS_300W or ../shared/data/300w
 
 
 def _face(n: int, seed: int = 0, size: int = 40) -> np.ndarray:

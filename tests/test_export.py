@@ -141,6 +141,21 @@ def test_cli_export_int8(tiny, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_export_onnx_int8_api(tiny, tmp_path):
+    """export_onnx_int8 (what `export --format onnx-int8` runs) from Python: one int8 file, both reports."""
+    from kdlandmarks.errors import ConfigError
+    from kdlandmarks.export import export_onnx_int8
+
+    with pytest.raises(ConfigError):
+        export_onnx_int8(tiny, tmp_path / "never.onnx", calibration_faces=0)
+    out = tmp_path / "api_int8.onnx"
+    result = export_onnx_int8(tiny, out, check_faces=2, calibration_faces=2)
+    assert set(result) == {"fp32", "int8", "calibration_faces"} and result["calibration_faces"] == 2
+    assert result["fp32"]["num_points"] == 68 and result["int8"]["path"] == str(out)
+    assert OnnxRegressor(out).quantization is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["api_int8.onnx"]  # the fp32 temporary is gone
+
+
 def test_bench_api_tiny(tiny):
     from kdlandmarks.bench import format_report, run_bench
 

@@ -93,9 +93,9 @@ def test_calibration_sources_in_order(const_model):
     # ... then the shipped default of a known detector ...
     got = det.detect(image, boxes=[box], box_source="retinaface")[0].landmarks
     np.testing.assert_allclose(got[:3], expected_corners(DEFAULT_CALIBRATIONS["retinaface"], box), atol=1e-3)
-    # ... and an unknown name crops the box itself (identity).
-    got = det.detect(image, boxes=[box], box_source="unknown")[0].landmarks
-    np.testing.assert_allclose(got[:3], expected_corners(BoxCalibration(), box), atol=1e-3)
+    # ... and an unknown name is an error naming the known ones (it used to crop the box itself).
+    with pytest.raises(ConfigError, match="unknown box source 'unknown'.*retinaface.*mydet"):
+        det.detect(image, boxes=[box], box_source="unknown")
 
 
 def test_default_calibration_rescales_with_margin():
@@ -318,7 +318,10 @@ def real_face():
         roots.append(sample_root() / "lfpw" / "testset")
     except Exception:
         pass
-    roots.append(Path("/work/shared/data/300w/lfpw/testset"))
+    from kdlandmarks.datasets import full_300w_root
+
+    if full_300w_root() is not None:
+        roots.append(full_300w_root() / "lfpw" / "testset")
     for root in roots:
         for pts in sorted(root.glob("*.pts"))[:1] if root.is_dir() else []:
             image = pts.with_suffix(".jpg")

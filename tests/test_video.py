@@ -164,3 +164,57 @@ def test_predict_broken_video_exits_2(model_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "broken.mp4" in err[0] and "video" in err[0]
     assert not (tmp_path / "o" / "broken.jsonl").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The same from Python: LandmarkDetector.detect_video and predict.predict_paths
+# --------------------------------------------------------------------------------------------------
+
+def test_detect_video_yields_tracked_smoothed_frames(model_file, tmp_path):
+    from kdlandmarks import LandmarkDetector
+
+    video = write_video(tmp_path / "clip.mp4", frames=5)
+    detector = LandmarkDetector(model_file, batch_size=2)
+    frames = list(detector.detect_video(video, boxes=[[10, 15, 60, 60]], batch_size=2))
+    assert [f.index for f in frames] == list(range(5))
+    assert frames[1].time == pytest.approx(0.1)  # 10 fps
+    assert all(f.image.shape == (72, 96, 3) and f.tracks == [0] and len(f.faces) == 1 for f in frames)
+    assert frames[0].faces[0].landmarks.shape == (68, 2)
+    assert frames[0].to_dict()["faces"][0]["track"] == 0
+    plain = list(detector.detect_video(video, boxes=[[10, 15, 60, 60]], smooth=False))
+    assert plain[0].tracks == [None] and len(plain) == 5
+    # Frame 0 passes the filter unchanged; later frames differ from the raw ones only by smoothing.
+    np.testing.assert_allclose(plain[0].faces[0].landmarks, frames[0].faces[0].landmarks, atol=1e-6)
+
+
+def test_detect_video_bad_file_and_box_source(model_file, tmp_path):
+    from kdlandmarks import LandmarkDetector
+    from kdlandmarks.errors import DataError
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video" * 20)
+    detector = LandmarkDetector(model_file)
+    with pytest.raises(DataError, match="broken.mp4"):
+        next(detector.detect_video(bad, boxes=[[1, 1, 9, 9]]))
+    with pytest.raises(ConfigError):
+        next(detector.detect_video(write_video(tmp_path / "c.mp4", frames=1), boxes=[[1, 1, 9, 9]],
+                                   box_source="retinafaec"))
+
+
+def test_predict_paths_writes_outputs_for_images_and_videos(model_file, tmp_path):
+    from kdlandmarks.predict import predict_paths
+
+    (tmp_path / "in").mkdir()
+    video = write_video(tmp_path / "in" / "clip.mp4", frames=3)
+    photo = tmp_path / "in" / "face.png"
+    cv2.imwrite(str(photo), np.full((72, 96, 3), 120, np.uint8))
+    skipped = []
+    summary = predict_paths([photo, video, tmp_path / "in" / "face.png"], tmp_path / "out", model=model_file,
+                            formats="json,pts", boxes="10,15,60,60", progress=False, on_skip=skipped.append)
+    assert (summary.images, summary.images_done, summary.videos_done, summary.frames) == (2, 2, 1, 3)
+    assert summary.faces == 2 + 3 and not summary.errors and not skipped
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["clip.jsonl", "face.json", "face_0.pts", "face_1.json", "face_1_0.pts"]
+    record = json.loads((tmp_path / "out" / "face.json").read_text())
+    assert record["detector"] == "given boxes" and len(record["faces"][0]["landmarks"]) == 68
+    assert "predicted 5 faces in 2/2 images, 1/1 videos (3 frames)" in summary.describe()

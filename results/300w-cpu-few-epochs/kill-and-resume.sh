@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 set -x
-cd /work/main
+cd "$(dirname "$0")/../.."
 C="--config 300w-cpu --store stores/300w-train-128 --quiet"
 rm -rf runs/cpu/baseline-resume
 kdlandmarks train student --loss l2 $C --set student.epochs=2 --out runs/cpu/baseline-resume &

@@ -2,7 +2,7 @@
 # CPU recipe (300w-cpu) on the real 300-W train faces, store with 1 copy per face so that a few
 # epochs fit this session; a kill and a resume; evaluation on LFPW test.
 set -x
-cd /work/main
+cd "$(dirname "$0")/../.."
 D=../shared/data/300w
 S=stores/300w-train-128
 kdlandmarks asm --store $S --variance 0.95

@@ -7,7 +7,7 @@ __all__ = ["LandmarkDetector", "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy so `import kdlandmarks` (and the CLI) stays fast: the detector pulls in torch and OpenCV.
+    # Lazy so `import kdlandmarks` (and the CLI) stays fast: the detector pulls in onnxruntime and OpenCV.
     if name == "LandmarkDetector":
         from .inference import LandmarkDetector
 

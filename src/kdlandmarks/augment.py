@@ -30,6 +30,7 @@ class AugmentConfig:
     noise: float = 0.2  # probability of Gaussian noise (std 0.02)
     blur: float = 0.2  # probability of a 5x5 Gaussian blur
     grayscale: float = 0.05  # probability of dropping colour (COFW has grey faces)
+    cutout: float = 0.0  # probability of one grey occluding rectangle (10-40 % of the side) over the face
 
     @staticmethod
     def from_dict(spec: dict | None) -> "AugmentConfig":
@@ -78,7 +79,9 @@ class BatchAugmenter:
         self.source_size = int(source_size)
         self.window = float(window)
 
-    def _draw(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One batch's random augmentation parameters (per sample), drawn from `generator` in a fixed order:
+        the same (seed, step) generator gives the same draws, so runs and stores are reproducible."""
         c = self.config
         u = lambda: torch.rand(batch, generator=generator)  # noqa: E731
         log_gamma = (u() * 2 - 1) * math.log(2.0)
@@ -95,6 +98,10 @@ class BatchAugmenter:
             "blur": u() < c.blur,
             "gray": u() < c.grayscale,
             "noise_seed": torch.randint(0, 2**31 - 1, (1,), generator=generator),
+            # drawn last, so the draws above keep the order that stores built before cutout existed used
+            "cutout": u() < c.cutout,
+            "cut_cx": 0.2 + 0.6 * u(), "cut_cy": 0.2 + 0.6 * u(),
+            "cut_w": 0.1 + 0.3 * u(), "cut_h": 0.1 + 0.3 * u(), "cut_value": u(),
         }
 
     def output_to_source(self, draws: dict[str, torch.Tensor] | None, batch: int) -> torch.Tensor:
@@ -129,9 +136,19 @@ class BatchAugmenter:
         """images uint8 (B, H, W, 3); landmarks (B, N, 2) source pixels. generator None = no augmentation.
 
         extra_points (e.g. soft landmarks) get the same geometric transform and permutation.
+        Returns (images (B, 3, S, S) float in [0, 1], landmarks (B, N, 2) output pixels, extra points).
         """
+        out, moved, extra, _ = self.augment(images, landmarks, generator, extra_points)
+        return out, moved, extra
+
+    def augment(self, images: torch.Tensor, landmarks: torch.Tensor, generator: torch.Generator | None = None,
+                extra_points: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """__call__, plus the geometry it applied: (images, landmarks, extra points, output_to_source), the
+        last the (B, 3, 3) map from output pixel centres to source pixel centres (output_to_source of the
+        draws), for callers that track where each output came from (the store's augmented copies)."""
         batch, device = images.shape[0], images.device
-        draws = self._draw(batch, generator) if generator is not None and self.config.enabled else None
+        draws = self.draw(batch, generator) if generator is not None and self.config.enabled else None
         out_to_src = self.output_to_source(draws, batch)
         # grid_sample wants output-normalised -> source-normalised coordinates
         theta = _pixel_to_norm(self.source_size) @ out_to_src @ torch.linalg.inv(_pixel_to_norm(self.out_size))
@@ -143,7 +160,7 @@ class BatchAugmenter:
         moved = [self._move_points(p, src_to_out, draws) for p in [landmarks, *(extra_points or [])]]
         if draws is not None:
             out = self._photometric(out, {k: v.to(device) for k, v in draws.items()})
-        return out, moved[0], moved[1:]
+        return out, moved[0], moved[1:], out_to_src
 
     def _move_points(self, points: torch.Tensor, src_to_out: torch.Tensor, draws) -> torch.Tensor:
         pts = points @ src_to_out[:, :2, :2].transpose(1, 2) + src_to_out[:, None, :2, 2]
@@ -163,11 +180,24 @@ class BatchAugmenter:
             k = (k[:, None] * k[None, :]) / 256.0
             blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k.expand(3, 1, 5, 5), groups=3)
             x = torch.where(d["blur"][:, None, None, None], blurred, x)
+        if "cutout" in d and bool(d["cutout"].any()):
+            x = self._cutout(x, d)
         if bool(d["noise"].any()):
             g = torch.Generator(device=x.device).manual_seed(int(d["noise_seed"].item()))
             noise = torch.randn(x.shape, generator=g, device=x.device) * 0.02
             x = x + noise * d["noise"][:, None, None, None]
         return x.clamp_(0, 1)
+
+
+    @staticmethod
+    def _cutout(x: torch.Tensor, d: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Occlude one rectangle per selected sample; the landmarks stay, as an occluded face's do."""
+        size = x.shape[-1]
+        grid = (torch.arange(size, device=x.device, dtype=x.dtype) + 0.5) / size
+        inside_x = (grid[None, :] - d["cut_cx"][:, None]).abs() <= d["cut_w"][:, None] / 2
+        inside_y = (grid[None, :] - d["cut_cy"][:, None]).abs() <= d["cut_h"][:, None] / 2
+        mask = (inside_y[:, :, None] & inside_x[:, None, :]) & d["cutout"][:, None, None]
+        return torch.where(mask[:, None], d["cut_value"][:, None, None, None].to(x.dtype), x)
 
 
 def batch_generator(seed: int, step: int) -> torch.Generator:

@@ -1,9 +1,16 @@
 """Speed benchmark on this machine: per-face latency and throughput of student, teacher and face detector.
 
 Rows: the student (torch, onnxruntime fp32, onnxruntime int8) and the teacher (torch, onnxruntime) at
-batch 1 and a larger batch for each input size; the face detector per photo; and dlib / mediapipe /
-face_alignment landmark latency when those packages are importable. Latency is the median over the
-timed repeats after warm-up; "best" is the fastest repeat (closest to an unloaded machine).
+batch 1 and a larger batch for each input size; the student with flip test (onnxruntime fp32 and int8:
+each face and its mirror in one network batch, plus the mirroring, decoding and averaging, per face);
+the face detector per photo; and dlib / mediapipe / face_alignment landmark latency when those
+packages are importable. Latency is the median over the timed repeats after warm-up; "best" is the
+fastest repeat (closest to an unloaded machine).
+
+On the default install (no torch, no onnx) the onnxruntime rows of the student's own .onnx file (a
+shipped model's export, or an .onnx given as the model) at its input size, its flip-test rows and the
+detector are measured; torch, int8, other input sizes and the teacher need the `train` extra and are
+listed as skipped, with the pip command.
 """
 from __future__ import annotations
 
@@ -20,13 +27,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import KDLandmarksError
+from .errors import KDLandmarksError, MissingExtraError
+from .extras import TRAIN_INSTALL, missing
 from .zoo import DEFAULT_MODEL as DEFAULT_STUDENT
 
 STUDENT_ARCH = "mobilenetv2_100"
 CPU_INPUT_SIZE = 128  # the shipped CPU recipe's input size
 PAPER_INPUT_SIZE = 224
 TARGET_MS_PER_FACE = 2.0  # student, onnxruntime fp32, batch 1, at the shipped input size
+NEEDS_TRAIN = f"skipped: needs the training extra ({TRAIN_INSTALL})"
 
 
 @dataclass
@@ -54,9 +63,12 @@ class BenchReport:
                      and r.input_size == input_size and r.batch == batch), None)
 
 
+def _has_torch() -> bool:
+    return not missing(["torch", "timm"])
+
+
 def machine_info() -> dict[str, Any]:
     import onnxruntime as ort
-    import torch
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -68,9 +80,14 @@ def machine_info() -> dict[str, Any]:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    torch_version, torch_threads = None, None
+    if _has_torch():
+        import torch
+
+        torch_version, torch_threads = torch.__version__, torch.get_num_threads()
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable,
             "load_avg_1min": round(load[0], 2) if load else None, "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch": torch_version, "torch_threads": torch_threads,
             "onnxruntime": ort.__version__, "ort_providers": ",".join(ort.get_available_providers())}
 
 
@@ -106,6 +123,26 @@ def _row(model: str, runtime: str, size: int | str, batch: int, median: float, b
     return BenchRow(model, runtime, size, batch, median * 1e3 / batch, best * 1e3 / batch, batch / median, note)
 
 
+def _onnx_student(model: str | Path | None) -> tuple[None, Any, str, Path]:
+    """(None, info, label, .onnx path): the student as an ONNX file, run without torch: an exported .onnx
+    given as the model, or a shipped model's own export (the default one for None)."""
+    from .runtime import OnnxRegressor
+    from .zoo import SHIPPED, resolve_model
+
+    name = DEFAULT_STUDENT if model is None else model
+    if str(name) in SHIPPED:
+        path = resolve_model(name, backend="onnx")
+        label = f"shipped {name} ({{arch}}, {path})"
+    else:
+        path = resolve_model(name)
+        if path.suffix.lower() != ".onnx":
+            raise MissingExtraError(f"kdlandmarks bench with a PyTorch model file ({path.name}) needs the training "
+                                    f"extra (torch is not installed): {TRAIN_INSTALL}; or give an exported .onnx")
+        label = f"{{arch}} from {path}"
+    info = OnnxRegressor(path).info
+    return None, info, label.format(arch=info.arch), path
+
+
 def _student(model: str | Path | None) -> tuple[Any, Any, str]:
     """(net, info, label): the given model, else the shipped student, else a fresh MobileNetV2."""
     from .export import _resolve
@@ -125,27 +162,47 @@ def _student(model: str | Path | None) -> tuple[Any, Any, str]:
 
 
 def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: int, batches: Sequence[int],
-                   timer: Timer, threads: int | None, workdir: Path, int8: bool, crops: list[np.ndarray]) -> None:
-    import torch
-
-    from .export import OnnxRegressor, export_onnx, quantize_int8
+                   timer: Timer, threads: int | None, workdir: Path, int8: bool, crops: list[np.ndarray],
+                   flip_test: bool = False, onnx_file: Path | None = None) -> None:
+    """Rows of one network at one input size: torch, then its ONNX export on onnxruntime (fp32, int8).
+    Without a torch network (`net` None: the default install) the rows of `onnx_file`, an exported model
+    at its own input size; torch and int8 rows are listed as skipped, with the pip command."""
+    from .runtime import OnnxRegressor
 
     sized = dataclasses.replace(info, input_size=size)
     rng = np.random.default_rng(0)
     inputs = {b: rng.random((b, 3, size, size), dtype=np.float32) for b in batches}
-    with torch.inference_mode():
-        for b in batches:
-            x = torch.from_numpy(inputs[b])
-            rows.append(_row(name, "torch", size, b, *timer(lambda: net(x))))
-    onnx_path = workdir / f"{name.replace(' ', '_')}_{size}.onnx"
-    try:
-        export_onnx((net, sized), onnx_path, check_images=crops[:2])
-    except KDLandmarksError as exc:
-        rows.append(BenchRow(name, "onnxruntime", size, 0, note=f"skipped: {exc}"))
-        return
+    if net is None:
+        torch_ok = _has_torch()
+        rows.append(BenchRow(name, "torch", size, 0,
+                             note="skipped: the model is an exported .onnx" if torch_ok else NEEDS_TRAIN))
+        if onnx_file is None or size != info.input_size:
+            why = (f"the .onnx file is exported at {info.input_size} px" if torch_ok else
+                   f"exporting at {size} px needs the training extra ({TRAIN_INSTALL})")
+            rows.append(BenchRow(name, "onnxruntime", size, 0, note=f"skipped: {why}"))
+            return
+        onnx_path = onnx_file
+    else:
+        import torch
+
+        from .export import export_onnx
+
+        with torch.inference_mode():
+            for b in batches:
+                x = torch.from_numpy(inputs[b])
+                rows.append(_row(name, "torch", size, b, *timer(lambda: net(x))))
+        onnx_path = workdir / f"{name.replace(' ', '_')}_{size}.onnx"
+        try:
+            export_onnx((net, sized), onnx_path, check_images=crops[:2])
+        except KDLandmarksError as exc:
+            rows.append(BenchRow(name, "onnxruntime", size, 0, note=f"skipped: {exc}"))
+            return
     runners = [("onnxruntime", OnnxRegressor(onnx_path, threads=threads), "")]
-    if int8:
-        q_path = onnx_path.with_name(onnx_path.stem + "_int8.onnx")
+    no_int8 = int8 and missing(["onnx"])  # quantising needs the onnx package (train extra)
+    if int8 and not no_int8:
+        from .export import quantize_int8
+
+        q_path = workdir / f"{name.replace(' ', '_')}_{size}_int8.onnx"
         try:
             quantize_int8(onnx_path, q_path, crops)
             runners.append(("onnxruntime int8", OnnxRegressor(q_path, threads=threads),
@@ -156,6 +213,33 @@ def _bench_network(rows: list[BenchRow], name: str, net: Any, info: Any, size: i
         for b in batches:
             x = inputs[b]
             rows.append(_row(name, runtime, size, b, *timer(lambda: runner(x)), note))
+    if no_int8:
+        rows.append(BenchRow(name, "onnxruntime int8", size, 0, note=NEEDS_TRAIN))
+    if flip_test:
+        _bench_flip_test(rows, name, sized, runners, inputs, batches, timer)
+
+
+def _bench_flip_test(rows: list[BenchRow], name: str, info: Any, runners: Sequence[tuple[str, Any, str]],
+                     inputs: dict[int, np.ndarray], batches: Sequence[int], timer: Timer) -> None:
+    """Rows "<name> (flip test)" per onnxruntime runner (fp32, int8) and batch: ms per face of the path
+    LandmarkDetector(flip_test=True) runs (inference.run_flip_test): the batch and its mirrors in one
+    network call of 2B images, decoding, mirroring back, relabelling and averaging."""
+    from .codec import LandmarkCodec
+    from .inference import flip_scheme, run_flip_test
+
+    label = f"{name} (flip test)"
+    try:
+        scheme = flip_scheme(info)
+    except KDLandmarksError as exc:
+        rows.append(BenchRow(label, "onnxruntime", info.input_size, 0, note=f"skipped: {exc}"))
+        return
+    codec = LandmarkCodec(info.input_size, info.space)
+    for runtime, runner, note in runners:
+        for b in batches:
+            x = inputs[b]
+            extra = f"face + mirror in one batch of {2 * b}" + (f"; {note}" if note else "")
+            rows.append(_row(label, runtime, info.input_size, b,
+                             *timer(lambda: run_flip_test(runner, x, codec, scheme)), extra))
 
 
 def _bench_detector(rows: list[BenchRow], photo: np.ndarray | None, timer: Timer) -> None:
@@ -233,9 +317,9 @@ def _photo() -> tuple[np.ndarray | None, np.ndarray | None]:
     from .crop import landmark_box
     from .datasets.pts import read_pts
     from .datasets.record import read_image
-    from .export import SHARED_300W, _face_folders, _sample_root
+    from .export import _face_folders, _full_lfpw_test, _sample_root
 
-    for root in (_sample_root(), SHARED_300W / "lfpw" / "testset"):
+    for root in (_sample_root(), _full_lfpw_test()):
         for folder in _face_folders(root):
             for pts in sorted(folder.glob("*.pts")):
                 image = pts.with_suffix(".jpg")
@@ -251,33 +335,39 @@ def run_bench(model: str | Path | None = None, teacher_arch: str | None = "effic
               input_sizes: Sequence[int] | None = None, batches: Sequence[int] = (1, 32), repeats: int = 100,
               threads: int | None = None, int8: bool = True, detector: bool = True, others: bool = True,
               budget_s: float = 5.0, progress: Callable[[str], None] | None = None,
-              min_seconds: float = 2.0) -> BenchReport:
+              min_seconds: float = 2.0, flip_test: bool = True) -> BenchReport:
     """Measure everything the table shows; `threads` sets torch's and onnxruntime's intra-op threads.
 
     `model`: a zoo name, a model file, an in-memory (model, ModelInfo) pair, or None for the shipped
-    student (a fresh MobileNetV2 while none is shipped; the report says which).
+    student (a fresh MobileNetV2 while none is shipped; the report says which). `flip_test`: also time
+    the student with flip test (onnxruntime fp32 and int8 rows, "student (flip test)").
     """
+    timer = functools.partial(time_call, repeats=repeats, budget_s=budget_s, min_seconds=min_seconds)
+    say = progress or (lambda msg: None)
+    if not _has_torch():  # the default install: onnxruntime rows only
+        return _run(model, teacher_arch, input_sizes, batches, timer, threads, int8, detector, others, say, flip_test)
     import torch
 
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        timer = functools.partial(time_call, repeats=repeats, budget_s=budget_s, min_seconds=min_seconds)
-        return _run(model, teacher_arch, input_sizes, batches, timer, threads, int8, detector, others,
-                    progress or (lambda msg: None))
+        return _run(model, teacher_arch, input_sizes, batches, timer, threads, int8, detector, others, say, flip_test)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None, batches: Sequence[int],
          timer: Timer, threads: int | None, int8: bool, detector: bool, others: bool,
-         say: Callable[[str], None]) -> BenchReport:
+         say: Callable[[str], None], flip_test: bool = True) -> BenchReport:
     from .export import face_crops
-    from .models import create_model
 
     report = BenchReport(machine=machine_info())
-    net, info, report.student = _student(model)
+    onnx_file = None
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") or not _has_torch():
+        net, info, report.student, onnx_file = _onnx_student(model)
+    else:
+        net, info, report.student = _student(model)
     if input_sizes is None:
         input_sizes = [info.input_size] + ([PAPER_INPUT_SIZE] if info.input_size != PAPER_INPUT_SIZE else [])
     rows = report.rows
@@ -285,8 +375,14 @@ def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None
         for size in input_sizes:
             crops = face_crops(size, 32, info.crop_margin)[0]
             say(f"student at {size} px")
-            _bench_network(rows, "student", net, info, size, batches, timer, threads, Path(tmp), int8, crops)
+            _bench_network(rows, "student", net, info, size, batches, timer, threads, Path(tmp), int8, crops,
+                           flip_test, onnx_file)
             if teacher_arch and teacher_arch.lower() != "none":
+                if not _has_torch():
+                    rows.append(BenchRow(f"teacher {teacher_arch}", "torch", size, 0, note=NEEDS_TRAIN))
+                    continue
+                from .models import create_model
+
                 say(f"teacher {teacher_arch} at {size} px")
                 teacher = create_model(teacher_arch, info.num_points).eval()
                 teacher_info = dataclasses.replace(info, arch=teacher_arch)
@@ -316,6 +412,13 @@ def _targets(report: BenchReport, size: int) -> list[str]:
         verdict = "met" if int8.ms_per_face < fp32.ms_per_face else "NOT met"
         out.append(f"student onnxruntime int8, batch 1, {size} px: faster than fp32 -> {verdict} "
                    f"(median {int8.ms_per_face:.2f} vs {fp32.ms_per_face:.2f} ms)")
+    for runtime in ("onnxruntime", "onnxruntime int8"):
+        plain = report.find("student", runtime, size, 1)
+        flip = report.find("student (flip test)", runtime, size, 1)
+        if plain and flip and plain.ms_per_face and flip.ms_per_face is not None:
+            out.append(f"student {runtime} with flip test, batch 1, {size} px (no target): median "
+                       f"{flip.ms_per_face:.2f} vs {plain.ms_per_face:.2f} ms single pass "
+                       f"({flip.ms_per_face / plain.ms_per_face:.2f}x)")
     paper = report.find("student", "onnxruntime", PAPER_INPUT_SIZE, 1)
     if paper and paper.ms_per_face is not None and size != PAPER_INPUT_SIZE:
         out.append(f"student onnxruntime fp32, batch 1, {PAPER_INPUT_SIZE} px (the paper's input; no target): "
@@ -325,9 +428,11 @@ def _targets(report: BenchReport, size: int) -> list[str]:
 
 def format_report(report: BenchReport) -> str:
     m = report.machine
+    torch_text = (f"torch {m.get('torch')} ({m.get('torch_threads')} threads)" if m.get("torch")
+                  else "torch not installed")
     lines = [f"machine: {m.get('cpu')}, {m.get('usable_cores')}/{m.get('cores')} cores usable, "
-             f"load {m.get('load_avg_1min')}, python {m.get('python')}, torch {m.get('torch')} "
-             f"({m.get('torch_threads')} threads), onnxruntime {m.get('onnxruntime')}",
+             f"load {m.get('load_avg_1min')}, python {m.get('python')}, {torch_text}, "
+             f"onnxruntime {m.get('onnxruntime')}",
              f"student: {report.student}"]
     load, usable = m.get("load_avg_1min"), m.get("usable_cores")
     if load is not None and usable and load > usable:

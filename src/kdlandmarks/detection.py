@@ -14,11 +14,22 @@ Built-in detectors; all run offline with weights installed from a package regist
 - ``haar``: OpenCV's frontal-face Haar cascade. Weak (misses profiles) and only where OpenCV has
   ``cv2.CascadeClassifier`` and its cascade files: OpenCV 4.x wheels (cv2.data) or Debian's
   ``opencv-data``; OpenCV 5 removed both.
+- ``dlib``: dlib's HOG frontal face detector (``dlib.get_frontal_face_detector``, no model file), where
+  ``dlib`` is installed (``pip install dlib-bin`` or ``dlib``; the ``detectors`` extra). Frontal faces.
+- ``mediapipe``: MediaPipe's BlazeFace short-range model (``mediapipe-full``: the full-range one, whose
+  boxes are larger), where ``mediapipe`` bundles the model in its wheel (releases up to 0.10.21, the
+  ``mp.solutions.face_detection`` API). Newer releases only have the Tasks API, which needs a model
+  file: ``create_detector("kdlandmarks.detection:MediaPipeDetector", model_path=".../blaze_face_short_range.tflite")``.
 
 ``create_detector("auto")`` picks the best one installed. A detector's boxes are not the crop a model
 was trained on (landmark extent + margin, square): `BoxCalibration` maps one to the other, fitted per
 detector on 300-W training faces (`calibrate_detector`, benchmarks/calibrate_detector.py). A model file
 may carry its own (ModelInfo.box_calibrations[name]); `DEFAULT_CALIBRATIONS` are the fallback.
+
+Box conventions ("box sources"): boxes you pass yourself are named by the detector that drew them, one
+of `DEFAULT_CALIBRATIONS` (`box_source_names`): retinaface, haar, dlib, mediapipe, mediapipe-full, or
+``landmarks`` (the tight box around the 68 landmarks). Unnamed given boxes are taken to be RetinaFace's;
+an unknown name is a ConfigError (`check_box_source`), never a silent identity crop.
 """
 from __future__ import annotations
 
@@ -36,12 +47,27 @@ from .errors import ConfigError, DataError
 
 # Fitted by benchmarks/calibrate_detector.py on the 300-W training split (afw, helen/trainset,
 # lfpw/trainset) at margin DEFAULT_MARGIN; `default_calibration` rescales them for other margins.
+# Each detector's boxes are paired with the faces they match (face_matches); the counts are those faces.
+# The names are also the box conventions ("box sources") that given boxes may be declared in.
 DEFAULT_CALIBRATIONS: dict[str, BoxCalibration] = {
     "retinaface": BoxCalibration(dx=0.0019, dy=0.1501, scale=1.0901),  # 2012/2012 faces
     "haar": BoxCalibration(dx=0.0059, dy=0.1490, scale=1.0411),  # 1825/2012 faces (OpenCV 4.14)
+    # dlib.get_frontal_face_detector(), upsample 1: 1916/2012 faces (dlib-bin 20.0.1). Its boxes are
+    # tight (brows to chin), so the crop is larger than the box and a little lower.
+    "dlib": BoxCalibration(dx=0.0026, dy=0.0901, scale=1.1845),
+    # MediaPipe BlazeFace short range (mp.solutions.face_detection model_selection=0, the model of the
+    # Tasks API's blaze_face_short_range.tflite; min score 0.5): 2012/2012 faces (mediapipe 0.10.21).
+    "mediapipe": BoxCalibration(dx=-0.0024, dy=0.0575, scale=1.1514),
+    # MediaPipe BlazeFace full range (model_selection=1), whose boxes are ~6 % larger: 1860/2012 faces.
+    "mediapipe-full": BoxCalibration(dx=0.0031, dy=0.0975, scale=1.0829),
+    # A tight box around the 68 landmarks (no detector): 2012/2012 faces. Exact up to the face's aspect
+    # ratio: centre kept, side = (1 + 2 * margin) * max(w, h) vs sqrt(w * h) of the box (p10-p90 of the
+    # crop side against the gt crop's: 0.957-1.021).
+    "landmarks": BoxCalibration(dx=0.0, dy=0.0, scale=1.2311),
 }
 CALIBRATION_MARGIN = DEFAULT_MARGIN
 AUTO_ORDER = ("retinaface", "haar")  # best first
+MIN_IMAGE_SIDE = 8  # pixels: smaller images (1x1 PNGs, icons) hold no face a detector or the network can use
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,14 @@ def match_detection(detections: Sequence[Detection], landmarks: np.ndarray) -> i
     return best
 
 
+def too_small(width: int, height: int) -> str | None:
+    """Why an image of this size is refused (it is smaller than MIN_IMAGE_SIDE a side), or None."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        return (f"image is {width}x{height} pixels, too small: at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
+                "is needed to hold a face")
+    return None
+
+
 def check_image(image: Any, what: str = "image") -> np.ndarray:
     """An RGB uint8 (H, W, 3) image, from (H, W) or (H, W, 1) grey or (H, W, 4) RGBA; DataError otherwise."""
     if not isinstance(image, np.ndarray):
@@ -129,8 +163,11 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
         raise DataError(f"{what}: expected dtype uint8 (0-255 RGB), got {image.dtype}")
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 2 or image.shape[1] < 2:
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise DataError(f"{what}: expected an (H, W, 3) RGB image, got shape {image.shape}")
+    small = too_small(image.shape[1], image.shape[0])
+    if small:
+        raise DataError(f"{what}: {small}")
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     elif image.shape[2] == 4:
@@ -350,6 +387,137 @@ class HaarDetector:
 
 
 # --------------------------------------------------------------------------------------------------
+# dlib HOG and MediaPipe BlazeFace (optional: imported only when used)
+# --------------------------------------------------------------------------------------------------
+
+def _shrink(image: np.ndarray, max_size: int | None) -> tuple[np.ndarray, float]:
+    """The image with its long side at most `max_size` (INTER_AREA), and the factor applied."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if not max_size or max(h, w) <= max_size:
+        return image, 1.0
+    scale = max_size / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA), scale
+
+
+def _dlib_unavailable() -> str | None:
+    if importlib.util.find_spec("dlib") is None:
+        return "needs dlib: pip install dlib-bin (prebuilt) or dlib"
+    return None
+
+
+class DlibDetector:
+    """dlib's HOG + linear-SVM frontal face detector (dlib.get_frontal_face_detector: no model file).
+
+    `upsample` 1 (dlib's examples) finds faces down to about 40 px (80 px at 0); images are shrunk to
+    `max_size` (long side) first. Scores are the SVM margins (> `threshold`), not probabilities.
+    """
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1, threshold: float = 0.0, max_size: int | None = 1024) -> None:
+        reason = _dlib_unavailable()
+        if reason:
+            raise ConfigError(f"face detector 'dlib' {reason}")
+        import dlib
+
+        self._detector = dlib.get_frontal_face_detector()
+        self.upsample, self.threshold, self.max_size = int(upsample), float(threshold), max_size
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        image, scale = _shrink(check_image(image_rgb), self.max_size)
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(image), self.upsample, self.threshold)
+        out = []
+        for r, score in zip(rects, scores):
+            # dlib rectangles are inclusive pixel ranges: pixel edges left .. right + 1.
+            edges = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64)
+            out.append(Detection(edges / scale - 0.5, float(score)))
+        return out
+
+    __call__ = detect
+
+
+_MP_MODELS = {"short": 0, "full": 1}  # the legacy solution's model_selection
+
+
+def _mediapipe_dir() -> Path | None:
+    spec = importlib.util.find_spec("mediapipe")  # finds the package without importing it (slow)
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        return Path(loc)
+    return None
+
+
+def _mediapipe_unavailable() -> str | None:
+    root = _mediapipe_dir()
+    if root is None:
+        return ("needs mediapipe: pip install 'mediapipe<=0.10.21' (bundles BlazeFace); newer releases need "
+                "a model file, see MediaPipeDetector")
+    if not ((root / "python" / "solutions" / "face_detection.py").is_file()
+            and (root / "modules" / "face_detection" / "face_detection_short_range.tflite").is_file()):
+        return ("needs a mediapipe that bundles BlazeFace (<= 0.10.21); with a newer one pass "
+                "model_path=blaze_face_short_range.tflite to kdlandmarks.detection:MediaPipeDetector")
+    return None
+
+
+class MediaPipeDetector:
+    """MediaPipe's BlazeFace. `model` "short" (the short-range model, faces within ~2 m, and MediaPipe's
+    default; name "mediapipe") or "full" (full range; larger boxes, name "mediapipe-full"). Runs the
+    model bundled in mediapipe <= 0.10.21 (mp.solutions.face_detection); with `model_path` (a BlazeFace
+    .tflite such as blaze_face_short_range.tflite) it uses the Tasks API of any mediapipe release."""
+
+    def __init__(self, model: str = "short", min_score: float = 0.5, model_path: str | Path | None = None) -> None:
+        if model not in _MP_MODELS:
+            raise ConfigError(f"mediapipe face model {model!r}: choose short or full")
+        self.name = "mediapipe" if model == "short" else "mediapipe-full"
+        if _mediapipe_dir() is None:
+            raise ConfigError(f"face detector {self.name!r} {_mediapipe_unavailable()}")
+        import mediapipe as mp
+
+        self._mp = mp
+        self._tasks = None
+        self._solution = None
+        if model_path is not None:
+            from mediapipe.tasks.python import BaseOptions, vision
+
+            options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model_path)),
+                                                 min_detection_confidence=float(min_score))
+            try:
+                self._tasks = vision.FaceDetector.create_from_options(options)
+            except Exception as exc:  # mediapipe raises RuntimeError/ValueError for bad model files
+                raise ConfigError(f"{model_path}: cannot load this MediaPipe face model "
+                                  f"({str(exc).splitlines()[0][:160]})") from None
+            return
+        reason = _mediapipe_unavailable()
+        if reason:
+            raise ConfigError(f"face detector {self.name!r} {reason}")
+        from mediapipe.python.solutions import face_detection
+
+        self._solution = face_detection.FaceDetection(model_selection=_MP_MODELS[model],
+                                                      min_detection_confidence=float(min_score))
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        image = np.ascontiguousarray(check_image(image_rgb))
+        h, w = image.shape[:2]
+        out = []
+        if self._tasks is not None:
+            result = self._tasks.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=image))
+            for d in result.detections:
+                b = d.bounding_box  # integer pixels: origin and size
+                edges = np.array([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height], dtype=np.float64)
+                score = d.categories[0].score if d.categories else 1.0
+                out.append(Detection(edges - 0.5, float(score)))
+            return out
+        for d in self._solution.process(image).detections or []:
+            b = d.location_data.relative_bounding_box  # fractions of the image: pixel edges 0 .. w
+            edges = np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
+            out.append(Detection(edges - 0.5, float(d.score[0]) if d.score else 1.0))
+        return out
+
+    __call__ = detect
+
+
+# --------------------------------------------------------------------------------------------------
 # User callables and the registry
 # --------------------------------------------------------------------------------------------------
 
@@ -408,6 +576,9 @@ class _Entry:
 DETECTORS: dict[str, _Entry] = {
     "retinaface": _Entry(RetinaFaceDetector, _retinaface_unavailable),
     "haar": _Entry(HaarDetector, _haar_unavailable),
+    "dlib": _Entry(DlibDetector, _dlib_unavailable),
+    "mediapipe": _Entry(MediaPipeDetector, _mediapipe_unavailable),
+    "mediapipe-full": _Entry(lambda **options: MediaPipeDetector(model="full", **options), _mediapipe_unavailable),
 }
 
 
@@ -473,6 +644,20 @@ def default_calibration(name: str, margin: float = DEFAULT_MARGIN) -> BoxCalibra
     # Only the crop side depends on the margin: side = extent * (1 + 2 * margin).
     factor = (1 + 2 * margin) / (1 + 2 * CALIBRATION_MARGIN)
     return BoxCalibration(cal.dx, cal.dy, cal.scale * factor)
+
+
+def box_source_names(extra: Iterable[str] = ()) -> list[str]:
+    """The named box conventions: the shipped calibrations' names, then `extra` (e.g. a model file's own)."""
+    names = list(DEFAULT_CALIBRATIONS)
+    return names + [n for n in extra if n not in names]
+
+
+def check_box_source(name: Any, extra: Iterable[str] = ()) -> str:
+    """`name` if it is a known box convention (`box_source_names(extra)`), else a one-line ConfigError."""
+    known = box_source_names(extra)
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"unknown box source {name!r}: choose one of {', '.join(known)}")
+    return name
 
 
 def detector_pairs(detector: Any, records: Iterable[Any], progress: bool = False

@@ -15,3 +15,12 @@ class ConfigError(KDLandmarksError):
 
 class ModelError(KDLandmarksError):
     """A checkpoint or exported model is missing, corrupt or incompatible with the request."""
+
+
+class FlipTestError(ConfigError):
+    """Flip test was asked for with a landmark scheme that has no flip pairs (or cannot be found)."""
+
+
+class MissingExtraError(KDLandmarksError, ImportError):
+    """A feature needs an optional extra (torch & co.: `pip install 'kdlandmarks[train]'`) that is not
+    installed. Also an ImportError, so code that falls back when a package is absent keeps working."""

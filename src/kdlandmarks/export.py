@@ -1,9 +1,10 @@
-"""ONNX export of a landmark model, its int8 quantisation, and an onnxruntime runner with the torch contract.
+"""ONNX export of a landmark model and its int8 quantisation (both need the `train` extra: torch, onnx).
 
 The exported graph keeps the network's contract: input ``images`` float32 (B, 3, S, S), RGB in [0, 1];
 output ``landmarks`` (B, 2N) in the model's coordinate space (normalised by default, see codec.py).
 The model's ModelInfo travels as JSON in ``metadata_props["kdlandmarks"]``, so an .onnx file alone
-is enough to crop, run and decode.
+is enough to crop, run and decode. Running it (OnnxRegressor) and turning crops into its input
+(to_batch) live in runtime.py, which imports neither torch nor onnx; they are re-exported here.
 
 Exporter choice (torch 2.14): the TorchScript exporter (``dynamo=False``) is used. It needs no extra
 package, takes ~1.5 s for MobileNetV2 (the dynamo exporter: ~25 s), honours opset 17 (the dynamo
@@ -24,23 +25,28 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .errors import DataError, ModelError
+from .extras import require_train
 from .fileio import atomic_path
 from .modelinfo import ModelInfo
+# The runner and the crop-to-input step, here for the callers that import them from export.
+from .runtime import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, QUANT_KEY, OnnxRegressor,  # noqa: F401
+                      session_options, to_batch)
 
-METADATA_KEY = "kdlandmarks"
-QUANT_KEY = "kdlandmarks.quantization"
-INPUT_NAME = "images"
-OUTPUT_NAME = "landmarks"
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_TORCHSCRIPT_OPSET = 7, 20  # torch.onnx's TorchScript exporter (torch 2.x)
-# Where real faces for parity checks come from, best first: the bundled sample's test faces (always
-# installed), then the full 300-W LFPW test set of the development machine.
-SHARED_300W = Path("/work/shared/data/300w")
 
 
 # --------------------------------------------------------------------------------------------------
 # Inputs: real face crops for parity checks and int8 calibration
 # --------------------------------------------------------------------------------------------------
+
+def _full_lfpw_test() -> Path | None:
+    """The full LFPW test set, where a 300-W copy is found (datasets.full_300w_root)."""
+    from .datasets import full_300w_root
+
+    root = full_300w_root()
+    return root / "lfpw" / "testset" if root is not None else None
+
 
 def _sample_root() -> Path | None:
     from .datasets import sample_root
@@ -79,7 +85,7 @@ def face_crops(size: int, count: int = 8, margin: float | None = None,
     else:
         sample = _sample_root()
         candidates = [c for c in (sample / "lfpw" / "testset" if sample else None,
-                                  SHARED_300W / "lfpw" / "testset", sample) if c is not None]
+                                  _full_lfpw_test(), sample) if c is not None]
     crops: list[np.ndarray] = []
     points: list[np.ndarray] = []
     sources: list[str] = []
@@ -117,22 +123,6 @@ def face_crops(size: int, count: int = 8, margin: float | None = None,
         return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)], None, "random images"
     same = len({p.shape for p in points}) == 1
     return crops, (np.stack(points) if same else None), f"{len(crops)} real faces from {' + '.join(sources)}"
-
-
-def to_batch(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """RGB uint8 crops (any size) -> float32 (B, 3, size, size) in [0, 1], the network input."""
-    import cv2
-
-    out = np.empty((len(crops), 3, size, size), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        crop = np.asarray(crop)
-        if crop.ndim != 3 or crop.shape[2] != 3:
-            raise DataError(f"crop {i}: expected an RGB (H, W, 3) image, got shape {crop.shape}")
-        if crop.shape[:2] != (size, size):
-            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        scale = 1.0 / 255.0 if crop.dtype == np.uint8 else 1.0
-        out[i] = np.transpose(crop.astype(np.float32) * scale, (2, 0, 1))
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,6 +202,7 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
     images when none can be read) and returns a report: max/mean coordinate difference in input
     pixels, the source of the check images, exporter, opset and file size.
     """
+    require_train("ONNX export", ("torch", "timm", "onnx"))
     import onnx
     import torch
 
@@ -301,6 +292,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration_crops: 
     fp32 in input pixels on `check_crops` (default: the calibration crops) and, when
     `check_landmarks` (crop pixels) are given, the NME of both models (inter-ocular).
     """
+    require_train("int8 quantisation", ("onnx",))
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -369,80 +361,32 @@ def _nme_pair(fp32: np.ndarray, int8: np.ndarray, gt_crop_px: np.ndarray, info: 
     return {"nme_fp32": float(a.mean()), "nme_int8": float(b.mean())}
 
 
-# --------------------------------------------------------------------------------------------------
-# Runner
-# --------------------------------------------------------------------------------------------------
+def export_onnx_int8(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT_OPSET,
+                     dynamic_batch: bool = True, check_faces: int = 8, calibration_faces: int = 32,
+                     exporter: str = "torchscript") -> dict[str, Any]:
+    """Export a model (zoo name, model file, or (model, info)) straight to a static int8 ONNX at `out`,
+    atomically: fp32 export (with its parity check vs torch, export_onnx) into a temporary folder beside
+    `out`, then quantize_int8 calibrated on `calibration_faces` real face crops and checked on
+    `check_faces` others. What `kdlandmarks export --format onnx-int8` runs.
 
-def session_options(threads: int | None = None) -> Any:
-    """CPU-tuned onnxruntime options: all graph optimisations (Conv+BN/activation fusion, NCHWc layout)."""
-    import onnxruntime as ort
+    Returns {"fp32": export_onnx's report, "int8": quantize_int8's report (NME of both models when the
+    check faces have landmarks), "calibration_faces": the crops actually used}.
+    """
+    import tempfile
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    return opts
+    from .errors import ConfigError
 
-
-class OnnxRegressor:
-    """Runs an exported landmark model with onnxruntime: (B, 3, S, S) float32 in [0, 1] -> (B, 2N)."""
-
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: ONNX model file not found")
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=providers or ["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own pybind types for corrupt files
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({msg[:200]})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise ModelError(f"{self.path}: ONNX model has no kdlandmarks metadata "
-                             "(export it with `kdlandmarks export`)")
-        try:
-            self.info = ModelInfo(**json.loads(meta[METADATA_KEY]))
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{self.path}: unreadable kdlandmarks metadata ({exc})") from None
-        self.quantization = json.loads(meta[QUANT_KEY]) if QUANT_KEY in meta else None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ModelError(f"{self.path}: expected one (B, 3, S, S) input, found "
-                             f"{[(i.name, i.shape) for i in inputs]}")
-        self._input = inputs[0].name
-        batch_dim = inputs[0].shape[0]
-        # A static-batch export runs larger batches one image at a time.
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-
-    @property
-    def input_size(self) -> int:
-        return int(self.info.input_size)
-
-    @property
-    def num_points(self) -> int:
-        return int(self.info.num_points)
-
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
-
-    def __call__(self, images: Any) -> np.ndarray:
-        if hasattr(images, "detach"):
-            images = images.detach().cpu().numpy()
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        s = self.input_size
-        if x.ndim != 4 or x.shape[1:] != (3, s, s):
-            raise ModelError(f"{self.path}: input must be (B, 3, {s}, {s}) float32, got shape {tuple(x.shape)}")
-        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
-            n = self.fixed_batch
-            if x.shape[0] % n:
-                raise ModelError(f"{self.path}: exported with a fixed batch of {n}; got {x.shape[0]} images")
-            return np.concatenate([self.session.run(None, {self._input: x[i:i + n]})[0]
-                                   for i in range(0, x.shape[0], n)])
-        return self.session.run(None, {self._input: x})[0]
+    if check_faces < 1 or calibration_faces < 1:
+        raise ConfigError("--check-faces and --calibration-faces must be at least 1")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".kdl-export-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        report = export_onnx(model, fp32, opset=opset, dynamic_batch=dynamic_batch, check_count=check_faces,
+                             exporter=exporter)
+        info = OnnxRegressor(fp32).info
+        calib, _, _ = face_crops(info.input_size, calibration_faces, info.crop_margin)
+        check, points, source = face_crops(info.input_size, check_faces, info.crop_margin)
+        q = quantize_int8(fp32, out, calib, check_crops=check, check_landmarks=points)
+    q["check_source"] = source
+    return {"fp32": report, "int8": q, "calibration_faces": len(calib)}

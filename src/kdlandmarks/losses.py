@@ -78,6 +78,26 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean(torch.abs(pred - target))
 
 
+def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 0.01) -> torch.Tensor:
+    """Huber-style loss: quadratic below beta (normalised units, ~1.3 px at 128 px input), linear above."""
+    _check_same_shape([("pred", pred), ("target", target)])
+    return torch.nn.functional.smooth_l1_loss(pred, target, beta=beta)
+
+
+def wing_loss(pred: torch.Tensor, target: torch.Tensor, width: float = 0.04, curvature: float = 0.008) -> torch.Tensor:
+    """Wing loss (Feng et al., CVPR 2018), in normalised units: log-shaped below `width`, linear above.
+
+    width 0.04 and curvature 0.008 are the paper's w=10, epsilon=2 pixels rescaled to a 256 px face.
+    """
+    _check_same_shape([("pred", pred), ("target", target)])
+    x = torch.abs(pred - target)
+    c = width - width * math.log1p(width / curvature)
+    return torch.mean(torch.where(x < width, width * torch.log1p(x / curvature), x - c))
+
+
+REGRESSION_LOSSES = {"l2": l2_loss, "l1": l1_loss, "smooth_l1": smooth_l1_loss, "wing": wing_loss}
+
+
 @torch.no_grad()
 def assistant_weight(student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor, *,
                      alpha: float, alpha_minus: float, beta_ratio: float = 0.15,

@@ -7,9 +7,13 @@ a local weight file can initialise the backbone.
 
 A model file (`.pt`) holds everything needed to use the network without its training run: the
 architecture, point count, input size, coordinate space, landmark scheme and crop settings.
+`load_model` reads model files and Lightning checkpoints with `torch.load(weights_only=True)`: tensors
+and plain values only, never code; a file that holds anything else is refused (ModelError).
 """
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -87,7 +91,14 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     if path.suffix.lower() == ".onnx":
         raise ModelError(f"{path}: an exported ONNX model; this needs the PyTorch model file (.pt or .ckpt)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: tensors and plain containers only, so a file can never run code while it loads. The
+        # files save_model writes and the Lightning checkpoints of this project's training need no other type.
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # what weights_only refuses: an object that would run code
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found[1]})" if found else ""
+        raise ModelError(f"{path}: not a kdlandmarks model file: it holds Python objects{what}, not only weights "
+                         "and settings, so it was refused without loading it") from None
     except Exception as exc:  # a truncated or foreign file: torch raises many types
         raise ModelError(f"{path}: not a readable model file ({type(exc).__name__})") from None
     if not isinstance(payload, dict):

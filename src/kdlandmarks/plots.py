@@ -14,9 +14,23 @@ from .metrics import ced_curve, summarize
 DEFAULT_POINTS = 101
 
 
+def matplotlib_missing() -> str | None:
+    """Why CED pictures cannot be drawn here (matplotlib, part of the train extra, is not installed), or None."""
+    from .extras import TRAIN_INSTALL, missing
+
+    if missing(["matplotlib"]):
+        return f"matplotlib is not installed (pip install matplotlib, or {TRAIN_INSTALL})"
+    return None
+
+
 def plot_ced(curves: Mapping[str, np.ndarray], path_png: str | Path, threshold: float = 0.10,
              title: str = "Cumulative error distribution", num: int = DEFAULT_POINTS) -> Path:
     """Draw each label's CED over [0, threshold] into one PNG; the legend gives its NME and AUC."""
+    from .errors import MissingExtraError
+
+    why_not = matplotlib_missing()
+    if why_not is not None:
+        raise MissingExtraError(f"drawing {Path(path_png).name}: {why_not}")
     # The object-oriented API with the Agg canvas avoids pyplot's global state and any display backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

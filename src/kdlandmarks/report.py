@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import DataError
 from .fileio import atomic_write_text
-from .plots import plot_ced, write_ced_csv
+from .plots import matplotlib_missing, plot_ced, write_ced_csv
 
 
 def load_evaluation(path: str | Path) -> dict:
@@ -36,7 +36,8 @@ def load_evaluation(path: str | Path) -> dict:
 
 def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str | None = None,
             title: str = "CED", paper: dict[str, str] | None = None) -> str:
-    """Write table.md, ced.png and ced.csv for {label: metrics.json or folder}; return the table.
+    """Write table.md, ced.png (where matplotlib is installed) and ced.csv for {label: metrics.json or
+    folder}; return the table.
 
     The CED curves cover every face each evaluation scored; the table shows one reported subset.
     subset: which reported subset to compare (default: the first one of each evaluation).
@@ -59,7 +60,8 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
     threshold = thresholds.pop()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_ced(curves, out / "ced.png", threshold=threshold, title=title)
+    if matplotlib_missing() is None:  # without matplotlib (the default install): table and CSV only
+        plot_ced(curves, out / "ced.png", threshold=threshold, title=title)
     write_ced_csv(curves, out / "ced.csv", threshold=threshold)
     pct = f"{threshold:g}"
     head = f"| model | subset | faces | NME (%) | FR@{pct} (%) | AUC@{pct} | AUC (paper code) |"

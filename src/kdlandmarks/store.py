@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,32 @@ class PrepareParams:
     @property
     def store_size(self) -> int:
         return int(round(self.input_size * self.context))
+
+    #: The settings a training recipe fixes (PrepareParams field -> Recipe attribute).
+    RECIPE_FIELDS = {"input_size": "input_size", "context": "context", "margin": "margin", "copies": "copies"}
+
+    @classmethod
+    def build(cls, dataset: str, root: str, split: str = "train", recipe: Any = None, **given: Any) -> "PrepareParams":
+        """PrepareParams from the values `given` (None: not given), falling back to the training `recipe`'s
+        input_size/context/margin/copies when one is named (a Recipe or a recipe name/file), then to the
+        defaults above; range-checked (ConfigError)."""
+        values = {k: v for k, v in given.items() if v is not None}
+        if recipe is not None:
+            if not hasattr(recipe, "input_size"):
+                from .training.config import load_recipe
+
+                recipe = load_recipe(recipe)
+            for key, attr in cls.RECIPE_FIELDS.items():
+                values.setdefault(key, getattr(recipe, attr))
+        return cls(dataset=dataset, root=root, split=split, **values).check()
+
+    def check(self) -> "PrepareParams":
+        """self, or ConfigError when a size, context, margin or copy count is out of range."""
+        from .errors import ConfigError
+
+        if self.input_size < 16 or self.context < 1 or self.copies < 1 or self.margin < 0:
+            raise ConfigError("need --size >= 16, --context >= 1, --copies >= 1 and --margin >= 0")
+        return self
 
 
 class FaceStore:
@@ -88,6 +115,26 @@ class FaceStore:
     @property
     def store_size(self) -> int:
         return int(self.meta["store_size"])
+
+    @property
+    def margin(self) -> float:
+        """Crop margin around the landmark extent the store's faces were cut with (PrepareParams.margin);
+        a model trained on the store carries it as ModelInfo.crop_margin."""
+        return float(self.meta["params"]["margin"])
+
+    @property
+    def copies(self) -> int:
+        """Stored samples per face (1 plain + copies-1 augmented)."""
+        return int(self.meta["params"]["copies"])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta["params"]["dataset"])
+
+    @property
+    def faces(self) -> int:
+        """Number of distinct faces (samples / copies)."""
+        return int(self.meta["faces"])
 
     @property
     def window(self) -> float:
@@ -161,9 +208,9 @@ def _fingerprint(records: list[FaceRecord], params: PrepareParams, skip_bad: boo
 
 
 def _crop_one(record: FaceRecord, params: PrepareParams, num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
-    image = record.load_image()
+    image = record.load_checked_image()  # the same check of the annotation against its image as evaluate's
     h, w = image.shape[:2]
-    landmarks = check_landmarks(record.landmarks, num_points, record.name, (w, h))
+    landmarks = check_landmarks(record.landmarks, num_points, record.source or record.name)
     cx, cy, side = square_from_landmarks(landmarks, params.margin)
     transform = CropTransform.from_square(cx, cy, side * params.context, params.store_size)
     return transform.warp(image), transform.to_crop(landmarks).astype(np.float32), transform.matrix, (w, h)
@@ -172,8 +219,6 @@ def _crop_one(record: FaceRecord, params: PrepareParams, num_points: int) -> tup
 def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip_bad: bool = False,
                   progress: bool = True) -> dict:
     """Build (or confirm up to date) a store; returns a summary dict (faces, samples, seconds, skipped, status)."""
-    from tqdm import tqdm
-
     start = time.perf_counter()
     out = Path(out)
     if params.scheme and Path(params.scheme).suffix.lower() in SCHEME_FILE_SUFFIXES:
@@ -186,8 +231,34 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
         raise DataError(f"copies must be >= 1, got {params.copies}")
     fingerprint = _fingerprint(records, params, skip_bad)
     _remove_stale_builds(out)
+    meta = _up_to_date_meta(out, fingerprint)
+    if meta is not None:
+        return {"status": "up to date", "faces": meta["faces"], "samples": meta["samples"],
+                "seconds": time.perf_counter() - start, "skipped": meta.get("skipped", []), "path": str(out)}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        kept, crops, lms, mats = _crop_all(records, params, scheme.num_points, workers, errors, progress)
+        if not kept:
+            raise DataError(f"{params.dataset} {params.split!r}: every face was bad; nothing to store")
+        meta = _write_store(tmp, params, scheme, kept, crops, lms, mats,
+                            {"skipped": errors or [], "fingerprint": fingerprint})
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"status": "built", "faces": meta["faces"], "samples": meta["samples"],
+            "seconds": time.perf_counter() - start, "skipped": errors or [], "path": str(out)}
+
+
+def _up_to_date_meta(out: Path, fingerprint: str) -> dict | None:
+    """The meta of the complete store at `out` built from the same inputs and settings, else None.
+    DataError when `out` is something else than a store (the new store replaces `out` whole: never a
+    user's file or folder; an empty folder is fine)."""
     existing = out / "meta.json"
-    # The finished store replaces `out` whole: never a user's file or folder (an empty folder is fine).
     if out.exists() and not existing.is_file() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not a prepared store; choose another --out")
     if existing.is_file():
@@ -196,75 +267,80 @@ def prepare_store(params: PrepareParams, out: str | Path, workers: int = 2, skip
         except DataError:
             meta = {}
         if meta.get("complete") and meta.get("fingerprint") == fingerprint:
-            return {"status": "up to date", "faces": meta["faces"], "samples": meta["samples"],
-                    "seconds": time.perf_counter() - start, "skipped": meta.get("skipped", []), "path": str(out)}
+            return meta
+    return None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        S = params.store_size
-        kept: list[tuple[FaceRecord, tuple[int, int]]] = []
-        crops, lms, mats = [], [], []
 
-        def work(rec: FaceRecord):
-            try:
-                return _crop_one(rec, params, scheme.num_points)
-            except DataError as exc:
-                if errors is None:
-                    raise
-                return exc
+def _crop_all(records: list[FaceRecord], params: PrepareParams, num_points: int, workers: int,
+              errors: list[str] | None, progress: bool) -> tuple[list, list, list, list]:
+    """Every record cropped in `workers` threads: (kept (record, (w, h)), crops, landmarks, matrices).
+    A bad face raises DataError, or with `errors` (skip_bad) is listed there and left out."""
+    from tqdm import tqdm
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for rec, result in tqdm(zip(records, pool.map(work, records)), total=len(records),
-                                    desc="prepare", unit="face", disable=not progress):
-                if isinstance(result, DataError):
-                    errors.append(str(result))  # type: ignore[union-attr]
-                    continue
-                crop, lm, mat, size = result
-                crops.append(crop)
-                lms.append(lm)
-                mats.append(mat)
-                kept.append((rec, size))
-        if not kept:
-            raise DataError(f"{params.dataset} {params.split!r}: every face was bad; nothing to store")
-        F = params.copies
-        M = len(kept) * F
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(M, S, S, 3))
-        landmarks = np.zeros((M, scheme.num_points, 2), np.float32)
-        matrices = np.zeros((M, 2, 3), np.float64)
-        face_index = np.repeat(np.arange(len(kept), dtype=np.int32), F)
-        for i, (crop, lm, mat) in enumerate(zip(crops, lms, mats)):
-            images[i * F], landmarks[i * F], matrices[i * F] = crop, lm, mat
-        if F > 1:
-            _augment_copies(images, landmarks, matrices, F, scheme, params)
-        images.flush()
-        del images
-        np.save(tmp / "landmarks.npy", landmarks)
-        np.save(tmp / "matrices.npy", matrices)
-        np.save(tmp / "face_index.npy", face_index)
-        atomic_write_json(tmp / "records.json", [
-            {"name": r.name, "image_path": str(r.image_path) if r.image_path else None, "subset": r.subset,
-             "image_size": list(size), "attributes": r.attributes} for r, size in kept])
-        meta = {
-            "version": STORE_VERSION, "params": asdict(params), "scheme": scheme.name,
-            "num_points": scheme.num_points, "store_size": S, "faces": len(kept), "samples": M,
-            "skipped": errors or [], "fingerprint": fingerprint, "complete": True,
-        }
-        atomic_write_json(tmp / "meta.json", meta)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {"status": "built", "faces": len(kept), "samples": M, "seconds": time.perf_counter() - start,
-            "skipped": errors or [], "path": str(out)}
+    kept: list[tuple[FaceRecord, tuple[int, int]]] = []
+    crops, lms, mats = [], [], []
+
+    def work(rec: FaceRecord):
+        try:
+            return _crop_one(rec, params, num_points)
+        except DataError as exc:
+            if errors is None:
+                raise
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for rec, result in tqdm(zip(records, pool.map(work, records)), total=len(records),
+                                desc="prepare", unit="face", disable=not progress):
+            if isinstance(result, DataError):
+                errors.append(str(result))  # type: ignore[union-attr]
+                continue
+            crop, lm, mat, size = result
+            crops.append(crop)
+            lms.append(lm)
+            mats.append(mat)
+            kept.append((rec, size))
+    return kept, crops, lms, mats
+
+
+def _write_store(tmp: Path, params: PrepareParams, scheme: LandmarkScheme, kept: list, crops: list, lms: list,
+                 mats: list, extra_meta: dict) -> dict:
+    """Write the store's files (see the module docstring) into `tmp`, augmented copies included; its meta."""
+    S, F = params.store_size, params.copies
+    M = len(kept) * F
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(M, S, S, 3))
+    landmarks = np.zeros((M, scheme.num_points, 2), np.float32)
+    matrices = np.zeros((M, 2, 3), np.float64)
+    face_index = np.repeat(np.arange(len(kept), dtype=np.int32), F)
+    for i, (crop, lm, mat) in enumerate(zip(crops, lms, mats)):
+        images[i * F], landmarks[i * F], matrices[i * F] = crop, lm, mat
+    if F > 1:
+        _augment_copies(images, landmarks, matrices, F, scheme, params)
+    images.flush()
+    del images
+    np.save(tmp / "landmarks.npy", landmarks)
+    np.save(tmp / "matrices.npy", matrices)
+    np.save(tmp / "face_index.npy", face_index)
+    atomic_write_json(tmp / "records.json", [
+        {"name": r.name, "image_path": str(r.image_path) if r.image_path else None, "subset": r.subset,
+         "image_size": list(size), "attributes": r.attributes} for r, size in kept])
+    meta = {
+        "version": STORE_VERSION, "params": asdict(params), "scheme": scheme.name,
+        "num_points": scheme.num_points, "store_size": S, "faces": len(kept), "samples": M,
+        "skipped": extra_meta["skipped"], "fingerprint": extra_meta["fingerprint"], "complete": True,
+    }
+    atomic_write_json(tmp / "meta.json", meta)
+    return meta
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace `out` (if any) with the finished build `tmp`."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -307,12 +383,11 @@ def _augment_copies(images: np.ndarray, landmarks: np.ndarray, matrices: np.ndar
         chunk = pairs[start:start + batch]
         src = torch.from_numpy(np.stack([images[b] for b, _ in chunk])).to(device)
         pts = torch.from_numpy(np.stack([landmarks[b] for b, _ in chunk])).double().to(device)
-        out, moved, _ = aug(src, pts, batch_generator(params.seed, start))
+        out, moved, _, out_to_src = aug.augment(src, pts, batch_generator(params.seed, start))
         out = (out.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         moved = moved.cpu().numpy()
-        # the same generator replays the same draws: the copy's store->copy map, composed with the base matrix
-        draws = aug._draw(len(chunk), batch_generator(params.seed, start))
-        to_copy = np.linalg.inv(aug.output_to_source(draws, len(chunk)).double().numpy())
+        # the copy's store->copy map (the inverse of what the augmenter applied), composed with the base matrix
+        to_copy = np.linalg.inv(out_to_src.double().numpy())
         for k, (b, dst) in enumerate(chunk):
             images[dst] = out[k]
             landmarks[dst] = moved[k]

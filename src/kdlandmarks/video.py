@@ -138,3 +138,106 @@ class LandmarkSmoother:
             n = len(smooth) - 4
             out.append((track.id, replace(face, landmarks=smooth[:n].reshape(-1, 2), box=smooth[n:])))
         return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a video and running a LandmarkDetector over its frames (LandmarkDetector.detect_video,
+# predict.predict_video and `kdlandmarks predict VIDEO` all go through here)
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_FPS = 30.0  # assumed when the container gives no usable frame rate
+
+
+class VideoStream:
+    """An opened video file read in batches of RGB frames. `fps` (the container's, or DEFAULT_FPS when
+    it gives none) and `total` (frame count, or None when unknown). DataError when it cannot be opened.
+    Use it as a context manager, or call close()."""
+
+    def __init__(self, path: Any) -> None:
+        import os
+
+        import cv2
+
+        from .errors import DataError
+
+        # FFmpeg's own log lines ("moov atom not found", ...) would come before our one-line error; quiet
+        # unless the user set a level. Read by OpenCV when it first opens a video.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        self.path = path
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise DataError(f"{path}: cannot open this video (corrupt or unsupported codec)")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else DEFAULT_FPS
+        self.total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+
+    def batches(self, size: int) -> Any:
+        """Yield lists of up to `size` RGB uint8 frames until the video ends."""
+        import cv2
+
+        while True:
+            batch = []
+            while len(batch) < size:
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if not batch:
+                return
+            yield batch
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass
+class VideoFrame:
+    """One frame of LandmarkDetector.detect_video: its index, time (s), the RGB image, its faces (smoothed
+    when smoothing is on) and each face's track id (None for all faces when smoothing is off)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    faces: list
+    tracks: list
+
+    def to_dict(self) -> dict[str, Any]:
+        """The frame's JSON line as `kdlandmarks predict` writes it (faces with track ids; "reason" when
+        no face was found)."""
+        record: dict[str, Any] = {"frame": self.index, "time": round(self.time, 4),
+                                  "faces": [{"track": tid, **f.to_dict()} for tid, f in zip(self.tracks, self.faces)]}
+        if not self.faces:
+            record["reason"] = "no face detected"
+        return record
+
+
+def track_frames(detector: Any, stream: VideoStream, boxes: Any = None, box_source: str | None = None,
+                 smooth: bool = True, batch_size: int | None = None,
+                 smoother: LandmarkSmoother | None = None) -> Any:
+    """Yield a VideoFrame for every frame of `stream`: faces found by `detector` (a LandmarkDetector) in
+    batches of `batch_size` frames (default: the detector's), tracked and One-Euro-smoothed when `smooth`
+    (a LandmarkSmoother at the stream's fps, or the one given). `boxes`: the same face boxes for every
+    frame instead of the face detector, of the convention `box_source`. DataError when the video has no
+    readable frame."""
+    from .errors import DataError
+
+    if smooth and smoother is None:
+        smoother = LandmarkSmoother(fps=stream.fps)
+    if not smooth:
+        smoother = None
+    index = 0
+    for batch in stream.batches(int(batch_size or detector.batch_size)):
+        results = detector.detect_batch(batch, [boxes] * len(batch), box_source=box_source)
+        for image, faces in zip(batch, results):
+            t = index / stream.fps
+            tracked = smoother.update(faces, t) if smoother else [(None, f) for f in faces]
+            yield VideoFrame(index, t, image, [f for _, f in tracked], [tid for tid, _ in tracked])
+            index += 1
+    if index == 0:
+        raise DataError(f"{stream.path}: no readable frames in this video")

@@ -3,7 +3,9 @@
 Each module in this package that defines `register(subparsers)` adds one command; its handler is set
 with `parser.set_defaults(func=...)` and receives the parsed arguments. Handlers import heavy modules
 lazily so that the CLI starts fast. Every KDLandmarksError (and file-system error) becomes a one-line
-message on stderr and exit status 2, never a traceback.
+message on stderr and exit status 2, never a traceback; so does a package of the `train` extra that is
+not installed (the line names the pip command). Ctrl-C exits 130 and SIGTERM 143, both after
+removing the temporary files of unfinished writes.
 """
 from __future__ import annotations
 
@@ -37,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ..fileio import terminate_raises
+
     try:
-        result = args.func(args)
+        with terminate_raises():  # SIGTERM unwinds like Ctrl-C: no temporary file is left behind
+            result = args.func(args)
     except KDLandmarksError as exc:
         print(f"kdlandmarks: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # a command reached torch & co. on the default install
+        from ..extras import train_extra_message, train_module_missing
+
+        module = train_module_missing(exc)
+        if module is None:
+            raise
+        print(f"kdlandmarks: error: {train_extra_message(_command_name(args), [module])}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path that is missing, taken by a file, not writable, a full disk, ...
         where = f": {exc.filename}" if exc.filename is not None else ""
@@ -50,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         print("kdlandmarks: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """`kdlandmarks train student`, `kdlandmarks export`, ...: the command that was run, for messages."""
+    words = [getattr(args, "command", None), getattr(args, "role", None)]
+    return " ".join(["kdlandmarks"] + [w for w in words if isinstance(w, str)])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ def _ints(text: str) -> list[int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure landmark and detector speed on this machine",
                               description="Latency (median ms per face) and throughput of the student and teacher "
-                                          "in torch and onnxruntime (fp32, int8), the face detector, and other "
+                                          "in torch and onnxruntime (fp32, int8), the student with flip test "
+                                          "(onnxruntime fp32, int8), the face detector, and other "
                                           "landmark libraries when installed.")
     p.add_argument("--model", default=None,
                    help="student model name or file (default: the shipped student, else a fresh MobileNetV2)")
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for torch and onnxruntime (default: the libraries' choice)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 student")
+    p.add_argument("--no-flip-test", action="store_true",
+                   help="skip the student-with-flip-test rows (face and mirror in one batch, per face)")
     p.add_argument("--no-detector", action="store_true", help="skip the face detector and other libraries")
     p.set_defaults(func=run)
 
@@ -51,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
     report = run_bench(args.model, args.teacher_arch, args.input_size, args.batch, args.repeats, args.threads,
                        int8=not args.no_int8, detector=not args.no_detector, others=not args.no_detector,
                        progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
-                       min_seconds=args.min_seconds)
+                       min_seconds=args.min_seconds, flip_test=not args.no_flip_test)
     print(format_report(report))
     return 0

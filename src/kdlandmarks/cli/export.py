@@ -25,11 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..export import OnnxRegressor, export_onnx, face_crops, format_parity, quantize_int8
+    from ..extras import require_train
+
+    require_train("kdlandmarks export", ("torch", "timm", "onnx"))
+    from ..export import export_onnx, export_onnx_int8, format_parity
+    from ..modelspec import write_model_spec
 
     if args.check_faces < 1 or args.calibration_faces < 1:
         raise ConfigError("--check-faces and --calibration-faces must be at least 1")
@@ -39,22 +42,17 @@ def run(args: argparse.Namespace) -> int:
                              check_count=args.check_faces)
         print(f"wrote {out} ({report['bytes'] / 1e6:.1f} MB, {report['arch']}, {report['num_points']} points, "
               f"input {report['input_size']} px, opset {report['opset']})")
+        print(f"wrote {write_model_spec(out)} (runtime description: crop, calibrations, detector; read by web/)")
         print(format_parity(report, "parity onnx vs torch"))
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".kdl-export-") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        report = export_onnx(args.model, fp32, opset=args.opset, dynamic_batch=not args.static_batch,
-                             check_count=args.check_faces)
-        info = OnnxRegressor(fp32).info
-        calib, _, _ = face_crops(info.input_size, args.calibration_faces, info.crop_margin)
-        check, points, source = face_crops(info.input_size, args.check_faces, info.crop_margin)
-        q = quantize_int8(fp32, out, calib, check_crops=check, check_landmarks=points)
-    q["check_source"] = source
+    result = export_onnx_int8(args.model, out, opset=args.opset, dynamic_batch=not args.static_batch,
+                              check_faces=args.check_faces, calibration_faces=args.calibration_faces)
+    report, q = result["fp32"], result["int8"]
     print(f"wrote {out} ({q['bytes'] / 1e6:.1f} MB int8, fp32 {report['bytes'] / 1e6:.1f} MB, {report['arch']}, "
           f"{report['num_points']} points, input {report['input_size']} px, opset {report['opset']})")
+    print(f"wrote {write_model_spec(out)} (runtime description: crop, calibrations, detector; read by web/)")
     print(format_parity(report, "parity onnx fp32 vs torch"))
-    print(format_parity(q, f"parity int8 vs fp32 ({len(calib)} calibration faces)"))
+    print(format_parity(q, f"parity int8 vs fp32 ({result['calibration_faces']} calibration faces)"))
     if "nme_fp32" in q:
         print(f"NME (inter-ocular) on these faces: fp32 {100 * q['nme_fp32']:.2f}%, int8 {100 * q['nme_int8']:.2f}%")
     return 0

@@ -26,25 +26,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..store import PrepareParams, prepare_store
 
-    defaults = {"size": 128, "context": 1.25, "margin": 0.1, "copies": 1}
-    if args.config:
-        from ..training.config import load_recipe
+    # Given options win, then the --config recipe's values, then PrepareParams' defaults (and its checks).
+    params = PrepareParams.build(args.dataset, args.root, args.split, recipe=args.config, input_size=args.size,
+                                 context=args.context, margin=args.margin, copies=args.copies, seed=args.seed,
+                                 scheme=args.scheme)
+    if params.copies > 1:  # augmented copies are made with torch
+        from ..extras import require_train
 
-        recipe = load_recipe(args.config)
-        defaults = {"size": recipe.input_size, "context": recipe.context, "margin": recipe.margin,
-                    "copies": recipe.copies}
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.size < 16 or args.context < 1 or args.copies < 1 or args.margin < 0:
-        raise ConfigError("need --size >= 16, --context >= 1, --copies >= 1 and --margin >= 0")
-    out = args.out or f"stores/{args.dataset}-{args.split.replace('/', '-')}-{args.size}"
-    params = PrepareParams(dataset=args.dataset, root=args.root, split=args.split, input_size=args.size,
-                           context=args.context, margin=args.margin, copies=args.copies, seed=args.seed,
-                           scheme=args.scheme)
+        require_train(f"kdlandmarks prepare --copies {params.copies} (augmented copies)", ("torch",))
+    out = args.out or f"stores/{args.dataset}-{args.split.replace('/', '-')}-{params.input_size}"
     summary = prepare_store(params, out, workers=args.workers, skip_bad=args.skip_bad, progress=not args.quiet)
     verb = "is up to date" if summary["status"] == "up to date" else "built"
     print(f"store {summary['path']} {verb}: {summary['faces']} faces, {summary['samples']} samples "

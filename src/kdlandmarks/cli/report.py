@@ -27,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
         if label in evaluations:
             raise ConfigError(f"--eval label {label!r} given twice; each evaluation needs its own label")
         evaluations[label] = path
+    from ..plots import matplotlib_missing
+
     print(compare(evaluations, args.out, subset=args.subset, title=args.title), end="")
-    print(f"written: {args.out}/table.md, ced.png, ced.csv")
+    why_not = matplotlib_missing()
+    print(f"written: {args.out}/table.md, {'ced.png, ' if why_not is None else ''}ced.csv")
+    if why_not is not None:
+        print(f"note: ced.png not drawn: {why_not}")
     return 0

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     _common(t)
     t.set_defaults(func=run)
     s = roles.add_parser("student", help="train the student with L2/L1 (baseline) or KD-Loss")
-    s.add_argument("--loss", choices=["l2", "l1", "kd"], help="default: the recipe's student.loss (kd)")
+    s.add_argument("--loss", choices=["l2", "l1", "smooth_l1", "wing", "kd"],
+                   help="default: the recipe's loss for the role (teachers: l2, students: kd)")
     s.add_argument("--tough", help="Tough-Teacher model file or run folder (KD)")
     s.add_argument("--tolerant", help="Tolerant-Teacher model file or run folder (KD)")
     s.add_argument("--online-teachers", action="store_true",
@@ -35,6 +36,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require_train
+
+    require_train(f"kdlandmarks train {args.role}", ("torch", "timm", "lightning"))
     from ..training.config import load_recipe
     from ..training.run import train_model
 

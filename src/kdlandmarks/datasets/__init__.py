@@ -13,7 +13,8 @@ from ..errors import ConfigError, DataError
 from ..schemes import COFW, W300, WFLW, LandmarkScheme, get_scheme
 from .record import FaceRecord, check_landmarks, read_image
 
-__all__ = ["FaceRecord", "read_image", "check_landmarks", "load_dataset", "dataset_scheme", "sample_root", "DATASETS"]
+__all__ = ["FaceRecord", "read_image", "check_landmarks", "load_dataset", "dataset_scheme", "sample_root",
+           "full_300w_root", "DATASETS"]
 
 DATASETS = ("300w", "cofw", "wflw", "folder")
 
@@ -24,6 +25,21 @@ def sample_root() -> Path:
     if not root.is_dir():
         raise DataError(f"{root}: bundled 300-W sample missing (broken installation?)")
     return root
+
+
+def full_300w_root() -> Path | None:
+    """Where a full 300-W copy lies, if anywhere: $KDLANDMARKS_300W, else ../shared/data/300w beside the
+    checkout (or the current folder); None when neither holds the 300-W layout."""
+    import os
+
+    env = os.environ.get("KDLANDMARKS_300W")
+    candidates = [Path(env)] if env else []
+    checkout = Path(__file__).resolve().parents[3]  # src/kdlandmarks/datasets -> the repository
+    candidates += [checkout.parent / "shared" / "data" / "300w", Path.cwd().parent / "shared" / "data" / "300w"]
+    for root in candidates:
+        if (root / "lfpw" / "testset").is_dir():
+            return root
+    return None
 
 
 def dataset_scheme(name: str, scheme: str | Path | None = None) -> LandmarkScheme:

@@ -58,6 +58,10 @@ def _load_hdf5(path: Path, keys: tuple[str, str, str]) -> tuple[list[np.ndarray]
 
 
 def _load_v5(path: Path, keys: tuple[str, str, str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    from ..extras import require_train
+
+    # the default install reads the v7.3 (HDF5) files with h5py; SciPy comes with the train extra
+    require_train(f"reading {path.name} (a MATLAB v5 .mat file)", ("scipy",))
     import scipy.io
     from scipy.io.matlab import MatReadError
 
@@ -147,5 +151,5 @@ def read_cofw(root: str | Path, split: str = "test", errors: list[str] | None = 
             errors.append(str(exc))
             continue
         records.append(FaceRecord(name=f"cofw/{split}/{i + 1:04d}", landmarks=landmarks, image=rgb,
-                                  box=box, occlusion=occlusion, subset=split))
+                                  box=box, occlusion=occlusion, subset=split, source=source))
     return records

@@ -82,7 +82,7 @@ def read_annotated_folder(folder: Path, subset: str, num_points: int | None,
             errors.append(str(exc))
             continue
         name = image.stem if subset == "." else f"{subset}/{image.stem}"
-        records.append(FaceRecord(name=name, landmarks=landmarks, image_path=image, subset=subset))
+        records.append(FaceRecord(name=name, landmarks=landmarks, image_path=image, subset=subset, source=str(pts)))
     return records
 
 

@@ -95,5 +95,5 @@ def read_wflw(root: str | Path, split: str = "test", errors: list[str] | None = 
             errors.append(str(exc))
             continue
         records.append(FaceRecord(name=f"{Path(rel).with_suffix('').as_posix()}_{lineno}", landmarks=landmarks,
-                                  image_path=image, box=box, attributes=attributes, subset=split))
+                                  image_path=image, box=box, attributes=attributes, subset=split, source=source))
     return records

@@ -17,6 +17,10 @@ import yaml
 from ..errors import ConfigError
 
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("keras", "onecycle", "cosine")
+
+
 @dataclass
 class DataConfig:
     store: str | None = None  # prepared store folder (kdlandmarks prepare)
@@ -33,6 +37,9 @@ class RoleConfig:
     lr: float = 1e-3
     lr_decay: float = 1e-4  # Keras legacy decay: lr_t = lr / (1 + lr_decay * step)
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam (the paper; weight decay as L2 in the gradient) | adamw (decoupled weight decay)
+    schedule: str = "keras"  # keras (the paper: lr / (1 + lr_decay * step)) | onecycle | cosine
+    warmup: float = 0.3  # onecycle/cosine: fraction of the run spent warming up to lr
     dropout: float | None = None  # None: the architecture's default (teacher 0.5, student 0)
     loss: str = "l2"  # l2 | l1 | kd (student only)
     kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
@@ -52,6 +59,7 @@ class TrainerConfig:
     precision: str = "32-true"
     seed: int = 0
     max_time: str | None = None  # "DD:HH:MM:SS" wall-clock cap; epochs reached are recorded
+    max_steps: int = -1  # optimisation-step cap (-1: none); equal-budget comparisons across stores and batch sizes
     log_every_n_steps: int = 10
     channels_last: bool = False
 
@@ -177,6 +185,9 @@ def check_recipe(recipe: Recipe, where: str = "recipe") -> Recipe:
             (f"{role}.lr", c.lr, c.lr > 0, "must be > 0"),
             (f"{role}.lr_decay", c.lr_decay, c.lr_decay >= 0, "must be >= 0"),
             (f"{role}.weight_decay", c.weight_decay, c.weight_decay >= 0, "must be >= 0"),
+            (f"{role}.optimizer", c.optimizer, c.optimizer in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+            (f"{role}.schedule", c.schedule, c.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            (f"{role}.warmup", c.warmup, 0 <= c.warmup < 1, "must be in [0, 1)"),
             (f"{role}.dropout", c.dropout, c.dropout is None or (type(c.dropout) in (int, float) and 0 <= c.dropout < 1),
              "must be null or a number in [0, 1)"),
         ]

@@ -5,6 +5,7 @@ KD-Loss, taking the teachers' outputs from the cache in the batch or running fro
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -13,7 +14,7 @@ import torch
 from ..augment import AugmentConfig, BatchAugmenter, batch_generator
 from ..codec import LandmarkCodec
 from ..errors import KDLandmarksError
-from ..losses import KDLoss, l1_loss, l2_loss
+from ..losses import REGRESSION_LOSSES, KDLoss
 from ..models import ModelInfo, create_model, load_model
 from ..schemes import get_scheme
 
@@ -25,7 +26,8 @@ class TrainingDiverged(KDLandmarksError):
 class LandmarkModule(L.LightningModule):
     def __init__(self, kdlandmarks: dict[str, Any], target: str = "hard", loss: str = "l2",
                  kd: dict[str, Any] | None = None, lr: float = 1e-3, lr_decay: float = 1e-4,
-                 weight_decay: float = 0.0, augment: dict[str, float] | None = None, source_size: int = 160,
+                 weight_decay: float = 0.0, optimizer: str = "adam", schedule: str = "keras",
+                 warmup: float = 0.3, augment: dict[str, float] | None = None, source_size: int = 160,
                  window: float = 128.0, seed: int = 0, channels_last: bool = False,
                  online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None) -> None:
         super().__init__()
@@ -44,6 +46,7 @@ class LandmarkModule(L.LightningModule):
         self.kd_loss = KDLoss(**(kd or {})) if loss == "kd" else None
         self._online: dict[str, torch.nn.Module] = {}  # a plain dict: frozen teachers stay out of checkpoints
         self._val_nme: list[torch.Tensor] = []
+        self.validated_at_step = -1  # global step of the last validation (a mid-epoch stop leaves it behind)
 
     def setup(self, stage: str) -> None:
         for name, path in (self.hparams.online_teachers or {}).items():
@@ -95,10 +98,8 @@ class LandmarkModule(L.LightningModule):
             loss = sum(terms.values())
             for k, v in terms.items():
                 self.log(f"train_{k}", v, on_step=False, on_epoch=True)
-        elif self.hparams.loss == "l1":
-            loss = l1_loss(pred, target)
         else:
-            loss = l2_loss(pred, target)
+            loss = REGRESSION_LOSSES[self.hparams.loss](pred, target)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {self.global_step}; "
                                    "the last good checkpoint is kept")
@@ -118,10 +119,36 @@ class LandmarkModule(L.LightningModule):
             nme = torch.cat(self._val_nme)
             # gather across DDP ranks through sync_dist on the mean
             self.log("val_nme", nme.mean() * 100, prog_bar=True, sync_dist=True)
+            self.validated_at_step = self.global_step
         self._val_nme.clear()
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        decay = self.hparams.lr_decay
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
+        hp = self.hparams
+        optimizer_class = torch.optim.AdamW if hp.get("optimizer", "adam") == "adamw" else torch.optim.Adam
+        opt = optimizer_class(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        schedule = hp.get("schedule", "keras")
+        if schedule == "keras":
+            decay = hp.lr_decay
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
+        else:
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            warm = float(hp.get("warmup", 0.3))
+            if schedule == "onecycle":
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total + 1,
+                                                            pct_start=max(warm, 1e-3))
+            else:  # linear warm-up, then cosine to zero
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def cosine_with_warmup(total_steps: int, warmup: float):
+    """lr factor per step: linear from ~0 to 1 over the warm-up fraction, then a half cosine down to 0."""
+    warm_steps = int(round(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm_steps:
+            return (step + 1) / warm_steps
+        progress = min((step - warm_steps) / max(total_steps - warm_steps, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

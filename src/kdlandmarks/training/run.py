@@ -7,9 +7,10 @@ test split: the last epoch, or the best epoch on a validation split carved from 
 """
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
 from ..store import FaceStore
-from .config import Recipe
+from .config import Recipe, RoleConfig
 
 TEACHER_KINDS = ("tough", "tolerant")
-STUDENT_LOSSES = ("l2", "l1", "kd")
+TEACHER_LOSSES = ("l2", "l1", "smooth_l1", "wing")
+STUDENT_LOSSES = (*TEACHER_LOSSES, "kd")
 
 
 class ThroughputMeter(Callback):
@@ -50,6 +52,8 @@ class ThroughputMeter(Callback):
         self._steps += trainer.global_step - self._step0
         if self._seconds > 0:  # every DDP process trains its own batches
             self.samples_per_second = round(self._steps * self.batch_size * trainer.world_size / self._seconds, 1)
+        # training time of this invocation, for val-NME-versus-minutes curves
+        module.log("train_seconds", self._seconds, on_step=False, on_epoch=True)
 
 
 def _run_model_file(path: str | Path) -> Path:
@@ -72,7 +76,7 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe
     if info.space != recipe.space:
         raise ConfigError(f"{p}: the {name} teacher regresses {info.space!r} coordinates but the student "
                           f"{recipe.space!r}")
-    margin = float(store.meta["params"]["margin"])
+    margin = store.margin
     if abs(info.crop_margin - margin) > 1e-9:
         raise ConfigError(f"{p}: the {name} teacher was trained on crops with margin {info.crop_margin:g}, "
                           f"the store has {margin:g}")
@@ -93,35 +97,57 @@ def _check_init(name_or_path: str, arch: str, store: FaceStore) -> torch.nn.Modu
     return model
 
 
-def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
-                tough: str | None = None, tolerant: str | None = None, online_teachers: bool = False,
-                restart: bool = False, progress: bool = True) -> dict[str, Any]:
+@dataclass
+class RunPlan:
+    """What one train_model call trains, fixed and checked before any work starts."""
+
+    role: str
+    kind: str | None
+    cfg: RoleConfig
+    loss: str
+    store: FaceStore
+    target: str  # "hard" (ground truth) or "soft" (ASM soft-landmarks, the Tolerant-Teacher's)
+    augment: dict[str, float] | None
+    teacher_paths: dict[str, Path]
+    init: torch.nn.Module | None
+    use_cache: bool
+
+
+def _quiet_lightning() -> None:
+    """Lightning's start-up tips and a few harmless notices would bury the progress output."""
     import logging
     import warnings
 
-    # Lightning's start-up tips and two harmless notices would bury the progress output
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for pattern in (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*does not have many workers.*",
                     ".*smaller than the logging interval.*", ".*exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
-    from .data import StoreDataModule
-    from .module import LandmarkModule
-    from .teacher_cache import teacher_outputs
 
-    # 1. what is being trained, checked before any work starts
+
+def _check_role_and_loss(recipe: Recipe, role: str, kind: str | None, loss: str | None) -> tuple[RoleConfig, str]:
+    """The role's recipe section and the loss it trains with (the given one, else the recipe's)."""
     if role not in ("teacher", "student"):
         raise ConfigError(f"role must be teacher or student, got {role!r}")
     cfg = recipe.teacher if role == "teacher" else recipe.student
     if role == "teacher":
         if kind not in TEACHER_KINDS:
             raise ConfigError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
-        loss = cfg.loss if cfg.loss in ("l2", "l1") else "l2"
+        loss = loss or cfg.loss
+        if loss not in TEACHER_LOSSES:
+            raise ConfigError(f"teacher loss must be one of {TEACHER_LOSSES}, got {loss!r}")
     else:
         loss = loss or cfg.loss
         if loss not in STUDENT_LOSSES:
             raise ConfigError(f"student loss must be one of {STUDENT_LOSSES}, got {loss!r}")
     if cfg.select not in ("last", "best-val"):
         raise ConfigError(f"select must be 'last' or 'best-val', got {cfg.select!r}")
+    return cfg, loss
+
+
+def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, tough: str | None,
+             tolerant: str | None, online_teachers: bool) -> RunPlan:
+    """Check everything a run needs (role, loss, store, augmentation, teachers, init weights, cache)."""
+    cfg, loss = _check_role_and_loss(recipe, role, kind, loss)
     if not recipe.data.store:
         raise ConfigError("no training store: pass --store STORE (built by `kdlandmarks prepare`)")
     store = FaceStore(recipe.data.store)
@@ -147,7 +173,11 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     if use_cache and augment:
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
                           "`prepare --copies`) or pass --online-teachers")
+    return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, init, use_cache)
 
+
+def _hardware(recipe: Recipe) -> tuple[str, str]:
+    """(accelerator, precision): "auto" without CUDA becomes the CPU, where training runs in fp32."""
     precision = recipe.trainer.precision
     accelerator = recipe.trainer.accelerator
     if accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available():
@@ -156,52 +186,78 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         accelerator = "cpu"
     if accelerator == "cpu" and precision != "32-true":
         precision = "32-true"  # mixed precision is a GPU optimisation; on CPU it only slows down
+    return accelerator, precision
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _model_info(recipe: Recipe, plan: RunPlan) -> ModelInfo:
+    """The ModelInfo the trained model ships with (model.pt), provenance in its metadata."""
+    cfg, store = plan.cfg, plan.store
     dropout = cfg.dropout if cfg.dropout is not None else ARCH_CONFIGS.get(cfg.arch, {}).get("dropout", 0.0)
-    info = ModelInfo(
+    return ModelInfo(
         arch=cfg.arch, num_points=store.num_points, input_size=recipe.input_size, dropout=dropout,
-        space=recipe.space, scheme=store.scheme_ref, crop_margin=float(store.meta["params"]["margin"]),
-        metadata={"role": role, "kind": kind, "loss": loss, "recipe": recipe.name,
-                  "dataset": store.meta["params"]["dataset"], "store": str(store.path),
-                  "train_faces": int(store.meta["faces"]), "copies": int(store.meta["params"]["copies"]),
-                  **({"init": str(cfg.init_weights)} if init is not None else {})},
+        space=recipe.space, scheme=store.scheme_ref, crop_margin=store.margin,
+        metadata={"role": plan.role, "kind": plan.kind, "loss": plan.loss, "recipe": recipe.name,
+                  "dataset": store.dataset, "store": str(store.path),
+                  "train_faces": store.faces, "copies": store.copies,
+                  **({"init": str(cfg.init_weights)} if plan.init is not None else {})},
     )
-    resolved = {"recipe": asdict(recipe), "role": role, "kind": kind, "loss": loss,
-                "teachers": {k: str(v) for k, v in teacher_paths.items()}, "online_teachers": online_teachers,
+
+
+def _write_resolved_config(out: Path, recipe: Recipe, plan: RunPlan, info: ModelInfo, online_teachers: bool) -> None:
+    resolved = {"recipe": asdict(recipe), "role": plan.role, "kind": plan.kind, "loss": plan.loss,
+                "teachers": {k: str(v) for k, v in plan.teacher_paths.items()}, "online_teachers": online_teachers,
                 "model_info": asdict(info)}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
-    # 2. data: teacher outputs cached once per stored sample (or teachers run online)
-    cached = {}
-    if use_cache:
-        device = "cuda" if accelerator != "cpu" else "cpu"
-        cached = {n: teacher_outputs(p, store, recipe.input_size, device=device, progress=progress)
-                  for n, p in teacher_paths.items()}
-    datamodule = StoreDataModule(store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,
-                                 recipe.data.num_workers, soft=(target == "soft"), teacher_outputs=cached)
 
-    # 3. model and loop
-    L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool) -> Any:
+    """The store's train/val split; teacher outputs cached once per stored sample (unless run online)."""
+    from .data import StoreDataModule
+    from .teacher_cache import teacher_outputs
+
+    cached = {}
+    if plan.use_cache:
+        device = "cuda" if accelerator != "cpu" else "cpu"
+        cached = {n: teacher_outputs(p, plan.store, recipe.input_size, device=device, progress=progress)
+                  for n, p in plan.teacher_paths.items()}
+    return StoreDataModule(plan.store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,
+                           recipe.data.num_workers, soft=(plan.target == "soft"), teacher_outputs=cached)
+
+
+def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
+    from .module import LandmarkModule
+
+    cfg, kd = plan.cfg, plan.loss == "kd"
     module = LandmarkModule(
-        asdict(info), target=target, loss=loss, kd=dict(cfg.kd) if loss == "kd" else None,
-        lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, augment=augment,
-        source_size=store.store_size, window=store.window, seed=recipe.trainer.seed,
+        asdict(info), target=plan.target, loss=plan.loss, kd=dict(cfg.kd) if kd else None,
+        lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+        schedule=cfg.schedule, warmup=cfg.warmup, augment=plan.augment,
+        source_size=plan.store.store_size, window=plan.store.window, seed=recipe.trainer.seed,
         channels_last=recipe.trainer.channels_last,
-        online_teachers={n: str(p) for n, p in teacher_paths.items()} if (loss == "kd" and not use_cache) else None,
+        online_teachers={n: str(p) for n, p in plan.teacher_paths.items()} if (kd and not plan.use_cache) else None,
         backbone_weights=cfg.backbone_weights,
     )
-    if init is not None:  # a resumed run then replaces these weights with its checkpoint's
-        module.model.load_state_dict(init.state_dict())
-    has_val = len(datamodule.val_set) > 0
-    # Two checkpointers: last.ckpt after every epoch (for resuming), best-*.ckpt on validation NME. Lightning's
-    # save_last refreshes last.ckpt only when another checkpoint is written, so "last" is an unmonitored top-1.
-    # enable_version_counter=False: resuming a moved run folder overwrites last.ckpt instead of adding last-v1.
-    last_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                                      enable_version_counter=False)
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
-                                 mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
+    if plan.init is not None:  # a resumed run then replaces these weights with its checkpoint's
+        module.model.load_state_dict(plan.init.state_dict())
+    return module
+
+
+def _checkpointers(out: Path, has_val: bool) -> tuple[ModelCheckpoint, ModelCheckpoint | None]:
+    """last.ckpt after every epoch (for resuming) and, with a validation split, best-*.ckpt on val NME.
+
+    Lightning's save_last refreshes last.ckpt only when another checkpoint is written, so "last" is an
+    unmonitored top-1. enable_version_counter=False: resuming a moved run folder overwrites last.ckpt
+    instead of adding last-v1.
+    """
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
+                           mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
+    return last, best
+
+
+def _loggers(out: Path) -> list:
+    """CSV logs always, TensorBoard when it is installed."""
     loggers: list = [CSVLogger(out, name="logs", version="")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -210,55 +266,110 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
     except ImportError:
         pass
-    meter = ThroughputMeter(recipe.data.batch_size)
+    return loggers
+
+
+def _trainer(recipe: Recipe, cfg: RoleConfig, out: Path, accelerator: str, precision: str, callbacks: list,
+             progress: bool) -> L.Trainer:
     try:
-        trainer = L.Trainer(
+        return L.Trainer(
             max_epochs=cfg.epochs, accelerator=accelerator, devices=recipe.trainer.devices,
             num_nodes=recipe.trainer.num_nodes, strategy=recipe.trainer.strategy, precision=precision,
-            max_time=recipe.trainer.max_time, callbacks=[c for c in (last_checkpoint, checkpoint, meter) if c is not None],
-            logger=loggers, log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
+            max_time=recipe.trainer.max_time, max_steps=recipe.trainer.max_steps,
+            callbacks=[c for c in callbacks if c is not None],
+            logger=_loggers(out), log_every_n_steps=recipe.trainer.log_every_n_steps, enable_progress_bar=progress,
             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out,
         )
     except (ValueError, TypeError, ImportError, MisconfigurationException) as exc:
         # Lightning validates the trainer section (strategy, precision, devices, max_time, accelerator)
         raise ConfigError(f"trainer settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _resume_point(out: Path, restart: bool) -> Path | None:
+    """checkpoints/last.ckpt when there is one to resume from (and not `restart`). Lightning's CSV writer
+    deletes an existing metrics.csv, so the earlier invocations' rows are kept beside it (metrics.<k>.csv)."""
     last = out / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() and not restart else None
     if resume:
         print(f"resuming from {resume}")
-        # Lightning's CSV writer deletes an existing metrics.csv: keep the earlier invocations' rows beside it
         csv_log = out / "logs" / "metrics.csv"
         if csv_log.is_file() and int(os.environ.get("LOCAL_RANK", "0")) == 0:
             k = 1
             while (out / "logs" / f"metrics.{k}.csv").exists():
                 k += 1
             os.replace(csv_log, out / "logs" / f"metrics.{k}.csv")
+    return resume
+
+
+def _fit(trainer: L.Trainer, module: Any, datamodule: Any, resume: Path | None, has_val: bool) -> float:
+    """Train (resuming from `resume`), then score the final weights when training stopped mid-epoch; seconds."""
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    # weights_only: a checkpoint is read as tensors and plain values, never code (models.load_model does the
+    # same); Lightning before 2.5 has no such argument, and torch >= 2.6 then defaults to it anyway
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, **safe)
     seconds = time.perf_counter() - start
+    if has_val and module.validated_at_step != trainer.global_step and trainer.global_step > 0:
+        # max_steps or max_time stopped mid-epoch: score the weights that training left
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    return seconds
+
+
+def _save_selected(out: Path, trainer: L.Trainer, module: Any, checkpoint: ModelCheckpoint | None,
+                   cfg: RoleConfig, info: ModelInfo, summary: dict[str, Any]) -> None:
+    """Write the selected weights as model.pt (best validation checkpoint or the final weights) and
+    summary.json; `summary` gains the selection's fields."""
+    if cfg.select == "best-val" and checkpoint is not None and checkpoint.best_model_path:
+        chosen = Path(checkpoint.best_model_path)
+        model, _ = load_model(chosen)
+    else:  # the weights as training left them (a max_time stop can end mid-epoch, after last.ckpt)
+        chosen, model = Path("final-weights"), module.model
+    info.metadata.update({"checkpoint": chosen.name, "epochs": summary["epochs_completed"],
+                          "select": cfg.select})
+    save_model(out / "model.pt", model, replace(info))
+    val = trainer.callback_metrics.get("val_nme")
+    summary.update({"selected_checkpoint": str(chosen), "model": str(out / "model.pt"),
+                    "last_val_nme": round(float(val), 3) if val is not None else None,
+                    "best_val_nme": round(float(checkpoint.best_model_score), 3)
+                    if checkpoint is not None and checkpoint.best_model_score is not None else None})
+    atomic_write_json(out / "summary.json", summary)
+
+
+def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
+                tough: str | None = None, tolerant: str | None = None, online_teachers: bool = False,
+                restart: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train one model (role "teacher" of `kind` tough/tolerant, or "student") into `out_dir`; returns the
+    run summary (also written as summary.json). See the module docstring for what the folder holds."""
+    _quiet_lightning()
+    # 1. what is being trained, checked before any work starts
+    plan = plan_run(recipe, role, kind, loss, tough, tolerant, online_teachers)
+    accelerator, precision = _hardware(recipe)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = _model_info(recipe, plan)
+    _write_resolved_config(out, recipe, plan, info, online_teachers)
+
+    # 2. data: teacher outputs cached once per stored sample (or teachers run online)
+    datamodule = _datamodule(recipe, plan, accelerator, progress)
+
+    # 3. model and loop
+    L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+    module = _lightning_module(recipe, plan, info)
+    has_val = len(datamodule.val_set) > 0
+    last_checkpoint, checkpoint = _checkpointers(out, has_val)
+    meter = ThroughputMeter(recipe.data.batch_size)
+    trainer = _trainer(recipe, plan.cfg, out, accelerator, precision, [last_checkpoint, checkpoint, meter], progress)
+    seconds = _fit(trainer, module, datamodule, _resume_point(out, restart), has_val)
 
     # 4. the selected model as a portable file, plus a summary
     summary: dict[str, Any] = {
-        "role": role, "kind": kind, "loss": loss, "epochs_completed": int(trainer.current_epoch),
-        "epochs_planned": cfg.epochs, "steps": int(trainer.global_step), "seconds": round(seconds, 1),
+        "role": role, "kind": kind, "loss": plan.loss, "epochs_completed": int(trainer.current_epoch),
+        "epochs_planned": plan.cfg.epochs, "steps": int(trainer.global_step), "seconds": round(seconds, 1),
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
-        "teacher_cache": use_cache,
+        "teacher_cache": plan.use_cache,
     }
     if trainer.is_global_zero:
-        if cfg.select == "best-val" and checkpoint is not None and checkpoint.best_model_path:
-            chosen = Path(checkpoint.best_model_path)
-            model, _ = load_model(chosen)
-        else:  # the weights as training left them (a max_time stop can end mid-epoch, after last.ckpt)
-            chosen, model = Path("final-weights"), module.model
-        info.metadata.update({"checkpoint": chosen.name, "epochs": summary["epochs_completed"],
-                              "select": cfg.select})
-        save_model(out / "model.pt", model, replace(info))
-        val = trainer.callback_metrics.get("val_nme")
-        summary.update({"selected_checkpoint": str(chosen), "model": str(out / "model.pt"),
-                        "last_val_nme": round(float(val), 3) if val is not None else None,
-                        "best_val_nme": round(float(checkpoint.best_model_score), 3)
-                        if checkpoint is not None and checkpoint.best_model_score is not None else None})
-        atomic_write_json(out / "summary.json", summary)
+        _save_selected(out, trainer, module, checkpoint, plan.cfg, info, summary)
     return summary

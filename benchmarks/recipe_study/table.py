@@ -1,0 +1,103 @@
+"""Collect the recipe study's arms into a table and a val-NME-versus-minutes plot.
+
+Reads every RUNS/<arm>/ written by run.sh (summary.json and the CSV logs) and writes
+results/recipe-study/table.md, table.json and curves.png. Validation NME is on the faces carved
+from train (never LFPW test); minutes are training time of the run (validation excluded).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+
+ARMS = {  # arm -> (question, what changes from the base arm "fresh")
+    "paper": ("baseline", "old 300w-cpu: 6 fixed copies, Adam, Keras decay, L2, lr 1e-3, batch 70"),
+    "fresh": ("base", "fresh augmentation each step (rot ±25°), AdamW 2e-3 wd 1e-4, one-cycle, L1, batch 32"),
+    "sched-keras": ("schedule", "Keras decay (lr 1e-3) instead of one-cycle"),
+    "sched-cosine": ("schedule", "cosine with 5 % warm-up instead of one-cycle"),
+    "opt-adam": ("optimiser", "Adam without weight decay instead of AdamW"),
+    "fixed-copies": ("augmentation", "6 fixed copies per face instead of fresh augmentation"),
+    "rot-small": ("augmentation", "rotation ±10° instead of ±25°"),
+    "cutout": ("augmentation", "+ cut-out (p 0.3, 10–40 % of the side)"),
+    "no-photometric": ("augmentation", "no gamma/contrast/noise/blur/grey"),
+    "box-jitter": ("box jitter", "scale ±20 %, shift ±10 % instead of ±10 % / ±5 %"),
+    "loss-l2": ("loss", "L2 instead of L1"),
+    "loss-wing": ("loss", "wing instead of L1"),
+    "loss-smooth-l1": ("loss", "smooth-L1 instead of L1"),
+    "size-160": ("input size", "160 px instead of 128 (same samples, more compute)"),
+}
+
+
+def read_curve(run: Path) -> list[tuple[float, float]]:
+    """(training minutes, val NME) per validation, across resumed invocations."""
+    rows: list[dict] = []
+    logs = sorted(run.glob("logs/metrics*.csv"))
+    for f in logs:
+        with open(f) as fh:
+            rows += list(csv.DictReader(fh))
+    seconds_by_epoch: dict[int, float] = {}
+    for r in rows:
+        if r.get("train_seconds"):
+            seconds_by_epoch[int(r["epoch"])] = float(r["train_seconds"])
+    curve = []
+    for r in rows:
+        if r.get("val_nme"):
+            epoch = int(r["epoch"])
+            known = [e for e in seconds_by_epoch if e <= epoch]
+            seconds = seconds_by_epoch[max(known)] if known else 0.0
+            curve.append((seconds / 60, float(r["val_nme"])))
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", default=os.path.expanduser("~/kdl-runs/study"))
+    ap.add_argument("--out", default="results/recipe-study")
+    args = ap.parse_args()
+    runs, out = Path(args.runs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    curves = {}
+    for arm, (question, change) in ARMS.items():
+        summary_file = runs / arm / "summary.json"
+        if not summary_file.is_file():
+            continue
+        s = json.loads(summary_file.read_text())
+        curve = read_curve(runs / arm)
+        curves[arm] = curve
+        batch = 70 if arm == "paper" else 32
+        rows.append({"arm": arm, "question": question, "change": change, "steps": s["steps"],
+                     "samples": s["steps"] * batch, "minutes": round(s["seconds"] / 60, 1),
+                     "samples_per_second": s["samples_per_second"],
+                     "val_nme": s["last_val_nme"], "best_val_nme": s["best_val_nme"]})
+    (out / "table.json").write_text(json.dumps(rows, indent=1) + "\n")
+    lines = ["| arm | question | change from `fresh` | samples | min | val NME (%) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['question']} | {r['change']} | {r['samples']} | {r['minutes']} | "
+                     f"{r['val_nme']:.2f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for arm, curve in curves.items():
+        if curve:
+            ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=".", label=arm,
+                    linewidth=2.5 if arm in ("fresh", "paper") else 1.2)
+    ax.set_xlabel("training minutes (2 CPU cores, shared)")
+    ax.set_ylabel("validation NME (%)")
+    ax.set_ylim(top=min(25, ax.get_ylim()[1]))
+    ax.set_title("Recipe study: MobileNetV2-0.5 from scratch, equal samples per arm")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

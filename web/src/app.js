@@ -1,0 +1,292 @@
+// kdlandmarks in the browser: RetinaFace + the lite KD student on onnxruntime-web (wasm, one thread), on the
+// webcam or on a photo. The pipeline is web/src/pipeline.js, parameterised by the model's runtime description
+// (models/<model>.json, written by kdlandmarks.modelspec), so the points are those of the Python package.
+//
+// Test hooks: window.kdl.ready (a Promise), window.kdl.runUrl(url, {repeats}), window.kdl.runBlob(blob, {repeats})
+// and window.kdl.last (the last result: faces with box, score and 68 [x, y] landmarks in image pixels, pixel
+// centres at integers; timings) and, on the webcam, window.kdl.video (frames processed; a log of the first
+// frames' timestamps, raw and shown (smoothed) faces).
+// The canvas also carries the last result's landmarks as JSON in data-landmarks.
+import * as ort from "onnxruntime-web/wasm";
+import {
+  calibratedSquare, cropMatrix, cropsToTensor, decodeLandmarks, decodeRetinaface, detectionImage, detectorInput,
+  detectorTensor, LandmarkSmoother, rgbaToRgb, toImage, unshrinkDetection, warpCrop,
+} from "./pipeline.js";
+
+/* global __MODEL_SPEC__, __SAMPLE__ */
+const SPEC_URL = __MODEL_SPEC__;
+const SAMPLE_URL = __SAMPLE__;
+const VIDEO_LOG = 300;
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("stage");
+const ctx = canvas.getContext("2d", { willReadFrequently: true });
+const video = document.createElement("video");
+video.playsInline = true;
+video.muted = true;
+
+const state = { spec: null, detector: null, landmarker: null, stream: null, smoother: null, busy: false };
+
+function setStatus(text, kind = "") {
+  $("status").textContent = text;
+  $("status").className = kind;
+}
+
+function now() { return performance.now(); }
+
+async function loadModels() {
+  ort.env.wasm.numThreads = 1; // single-threaded wasm: no cross-origin isolation (COOP/COEP) needed
+  ort.env.wasm.proxy = false;
+  ort.env.wasm.wasmPaths = { wasm: new URL("ort-wasm-simd-threaded.wasm", document.baseURI).href };
+  const spec = await (await fetch(SPEC_URL)).json();
+  if (spec.format !== "kdlandmarks-runtime/1") throw new Error(`${SPEC_URL}: unknown format ${spec.format}`);
+  const base = new URL(".", new URL(SPEC_URL, document.baseURI));
+  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  const [detector, landmarker] = await Promise.all([
+    ort.InferenceSession.create(new URL(spec.detector.file, base).href, options),
+    ort.InferenceSession.create(new URL(spec.model.file, base).href, options),
+  ]);
+  Object.assign(state, { spec, detector, landmarker });
+  state.smoother = new LandmarkSmoother(spec.smoothing);
+  $("model").textContent = `${spec.model.file.replace(/\.onnx$/, "")} (${spec.model.arch}, ${spec.model.num_points} points, `
+    + `${spec.model.input_size} px) · ${spec.detector.name} · onnxruntime-web ${ort.env.versions.web} wasm, 1 thread`;
+}
+
+// Faces and landmarks of an RGBA frame; timings in ms (detector: shrink + network + decoding; landmarks:
+// crops + network + decoding, all faces).
+async function analyse(rgba, width, height) {
+  const { spec } = state;
+  const det = spec.detector;
+  const t0 = now();
+  const image = rgbaToRgb(rgba, width, height);
+  const t1 = now();
+  const shrunk = detectionImage(image, det);
+  const input = detectorInput(shrunk.image, det);
+  const tensor = new ort.Tensor("float32", detectorTensor(input.image, det), [1, 3, input.image.height, input.image.width]);
+  const out = await state.detector.run({ [det.input]: tensor });
+  const [loc, conf, landm] = det.outputs.map((name) => out[name].data);
+  let dets = decodeRetinaface(loc, conf, landm, input.image.width, input.image.height, input.scale,
+    shrunk.image.width, shrunk.image.height, det);
+  if (shrunk.shrunk) dets = dets.map((d) => unshrinkDetection(d, shrunk.sx, shrunk.sy));
+  const t2 = now();
+  const size = spec.model.input_size;
+  const cal = spec.box_calibrations[det.name] || { dx: 0, dy: 0, scale: 1 };
+  const matrices = dets.map((d) => cropMatrix(...calibratedSquare(d.box, cal), size));
+  const faces = [];
+  let tc = t2, tn = t2;
+  if (dets.length) {
+    const crops = matrices.map((m) => warpCrop(image, m, size));
+    const x = new ort.Tensor("float32", cropsToTensor(crops, size, spec.input), [crops.length, 3, size, size]);
+    tc = now();
+    const y = (await state.landmarker.run({ [spec.model.input]: x }))[spec.model.output].data;
+    tn = now();
+    const n = spec.model.num_points;
+    dets.forEach((d, i) => {
+      const pts = decodeLandmarks(y, i * 2 * n, n, size, spec.codec.space);
+      faces.push({ box: d.box, score: d.score, landmarks: toImage(matrices[i], pts) });
+    });
+  }
+  const t3 = now();
+  return {
+    width, height, faces, detectorMs: t2 - t1, landmarksMs: t3 - t2, convertMs: t1 - t0,
+    cropMs: tc - t2, networkMs: tn - tc,
+  };
+}
+
+function draw(source, faces, width, height) {
+  if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+  ctx.drawImage(source, 0, 0, width, height);
+  for (const face of faces) {
+    const [x0, y0, x1, y1] = face.box;
+    const side = Math.max(x1 - x0, y1 - y0, 1);
+    ctx.lineWidth = Math.max(1, side / 150);
+    ctx.strokeStyle = "rgba(255, 200, 0, 0.9)";
+    ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0, y1 - y0); // pixel centres at integers -> canvas + 0.5
+    ctx.fillStyle = "#00ff66";
+    const r = Math.max(1.2, side / 90);
+    for (const [x, y] of face.landmarks) {
+      ctx.beginPath();
+      ctx.arc(x + 0.5, y + 0.5, r, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+  }
+}
+
+function showStats(result, extra = "") {
+  const n = result.faces.length;
+  const perFace = n ? ` (${(result.landmarksMs / n).toFixed(1)} ms/face)` : "";
+  $("detector-ms").textContent = `${result.detectorMs.toFixed(1)} ms`;
+  $("landmarks-ms").textContent = `${result.landmarksMs.toFixed(1)} ms${perFace}`;
+  $("faces").textContent = `${n}${extra}`;
+}
+
+function publish(result) {
+  window.kdl.last = result;
+  canvas.dataset.landmarks = JSON.stringify(result.faces.map((f) => f.landmarks));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Photos
+// ---------------------------------------------------------------------------------------------------
+
+async function bitmapOf(blob) {
+  // The decoded pixels as they are (no colour management), oriented as the file says: what OpenCV reads.
+  return createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
+}
+
+function pixelsOf(bitmap) {
+  const c = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const g = c.getContext("2d", { willReadFrequently: true });
+  g.drawImage(bitmap, 0, 0);
+  return g.getImageData(0, 0, bitmap.width, bitmap.height).data;
+}
+
+async function runPhoto(blob, repeats = 1) {
+  stopWebcam();
+  document.body.dataset.state = "busy";
+  const bitmap = await bitmapOf(blob);
+  const rgba = pixelsOf(bitmap);
+  const runs = [];
+  let result;
+  for (let i = 0; i < repeats; i++) {
+    result = await analyse(rgba, bitmap.width, bitmap.height);
+    const { detectorMs, landmarksMs, cropMs, networkMs } = result;
+    runs.push({ detectorMs, landmarksMs, cropMs, networkMs, faces: result.faces.length });
+  }
+  draw(bitmap, result.faces, bitmap.width, bitmap.height);
+  showStats(result);
+  result.runs = runs;
+  publish(result);
+  document.body.dataset.state = "done";
+  setStatus(result.faces.length ? "" : "no face found", result.faces.length ? "" : "warn");
+  return result;
+}
+
+async function runBlob(blob, { repeats = 1 } = {}) {
+  await window.kdl.ready;
+  return runPhoto(blob, repeats);
+}
+
+async function runUrl(url, options = {}) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return runBlob(await response.blob(), options);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Webcam
+// ---------------------------------------------------------------------------------------------------
+
+async function startWebcam() {
+  if (!navigator.mediaDevices?.getUserMedia) { setStatus("this browser gives no camera access here", "warn"); return; }
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, facingMode: "user" } });
+  } catch (err) {
+    setStatus(`camera: ${err.message || err}`, "warn");
+    return;
+  }
+  video.srcObject = state.stream;
+  await video.play();
+  state.smoother = new LandmarkSmoother(state.spec.smoothing);
+  window.kdl.video = { frames: 0, log: [] }; // the first VIDEO_LOG frames: time, raw and shown faces
+  canvas.classList.add("mirror");
+  $("webcam").textContent = "Stop webcam";
+  setStatus("");
+  const frame = document.createElement("canvas");
+  const fctx = frame.getContext("2d", { willReadFrequently: true });
+  let last = now(), fps = 0;
+  const loop = async () => {
+    if (!state.stream) return;
+    const w = video.videoWidth, h = video.videoHeight;
+    if (w && h && !state.busy) {
+      state.busy = true;
+      try {
+        if (frame.width !== w || frame.height !== h) { frame.width = w; frame.height = h; }
+        fctx.drawImage(video, 0, 0, w, h);
+        const t = now() / 1000;
+        const result = await analyse(fctx.getImageData(0, 0, w, h).data, w, h);
+        let faces = result.faces;
+        const smooth = $("smooth").checked;
+        if (smooth) faces = state.smoother.update(faces, t).map((s) => s.face);
+        else state.smoother = new LandmarkSmoother(state.spec.smoothing); // start fresh when switched back on
+        draw(frame, faces, w, h);
+        const v = window.kdl.video;
+        v.frames += 1;
+        if (v.log.length < VIDEO_LOG) {
+          v.log.push({ t, smooth, raw: result.faces, shown: faces, detectorMs: result.detectorMs, landmarksMs: result.landmarksMs });
+        }
+        const tn = now();
+        fps = 0.9 * fps + 0.1 * (1000 / Math.max(tn - last, 1));
+        last = tn;
+        showStats(result, ` · ${fps.toFixed(0)} fps`);
+        publish({ ...result, faces });
+      } finally {
+        state.busy = false;
+      }
+    }
+    requestAnimationFrame(loop);
+  };
+  requestAnimationFrame(loop);
+}
+
+function stopWebcam() {
+  if (!state.stream) return;
+  state.stream.getTracks().forEach((t) => t.stop());
+  state.stream = null;
+  video.srcObject = null;
+  canvas.classList.remove("mirror");
+  $("webcam").textContent = "Start webcam";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wiring
+// ---------------------------------------------------------------------------------------------------
+
+function wire() {
+  $("webcam").addEventListener("click", () => (state.stream ? stopWebcam() : startWebcam()));
+  $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) runPhoto(f).catch(fail); });
+  $("sample").addEventListener("click", () => runUrl(SAMPLE_URL).catch(fail));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const f = [...e.dataTransfer.files].find((x) => x.type.startsWith("image/"));
+    if (f) runPhoto(f).catch(fail);
+  });
+}
+
+function fail(err) {
+  console.error(err);
+  document.body.dataset.state = "error";
+  setStatus(`error: ${err.message || err}`, "error");
+}
+
+async function registerOffline() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register("sw.js");
+    await navigator.serviceWorker.ready;
+    $("offline").textContent = "· This page now also works offline.";
+    document.body.dataset.offline = "ready";
+  } catch (err) {
+    $("offline").textContent = `no offline copy (${err.message || err})`;
+  }
+}
+
+window.kdl = { runUrl, runBlob, last: null };
+window.kdl.ready = (async () => {
+  wire();
+  setStatus("loading models…");
+  try {
+    await loadModels();
+  } catch (err) {
+    fail(err);
+    throw err;
+  }
+  window.kdl.spec = state.spec;
+  document.body.dataset.state = "ready";
+  setStatus("ready: start the webcam, or choose or drop a photo");
+  registerOffline();
+})();
