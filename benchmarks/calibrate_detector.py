@@ -20,7 +20,8 @@ import numpy as np
 
 from kdlandmarks.crop import DEFAULT_MARGIN, BoxCalibration, landmark_box
 from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.detection import DETECTORS, calibration_errors, create_detector, detector_pairs, detector_status
+from kdlandmarks.calibration import calibration_errors, detector_pairs
+from kdlandmarks.detection import DETECTORS, create_detector, detector_status
 
 LANDMARKS = "landmarks"  # not a detector: the tight box around the annotated landmarks
 VERSIONED = {"haar": "cv2", "dlib": "dlib", "mediapipe": "mediapipe", "mediapipe-full": "mediapipe"}

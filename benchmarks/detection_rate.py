@@ -17,8 +17,8 @@ import numpy as np
 
 from kdlandmarks.crop import DEFAULT_MARGIN
 from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.detection import (available_detectors, calibration_errors, create_detector, default_calibration,
-                                   detector_pairs, detector_status)
+from kdlandmarks.calibration import calibration_errors, detector_pairs
+from kdlandmarks.detection import available_detectors, create_detector, default_calibration, detector_status
 
 
 def main() -> None:

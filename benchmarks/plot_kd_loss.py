@@ -2,7 +2,7 @@
 
 Usage: python3 benchmarks/plot_kd_loss.py out.png [--tough -0.04] [--tolerant 0.08]
 
-Rows: released code (spec §4.2) and figure variant (§4.3) with g = 0 and the given teachers over p in
+Rows: released code and figure variant (docs/method.md#kd-total, #figure-variant) with g = 0 and the given teachers over p in
 [-0.2, 0.2]; a third row puts the figure variant in the setup of the paper's figure ``KDLoss`` (left panel:
 teachers at 0.4 and 0.49, p in [-0.5, 0.5]) for a side-by-side check.
 """
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rows = [
-        ("released code (§4.2)", KDLoss(), args.tough, args.tolerant, -0.2, 0.2),
-        ("figure variant (§4.3)", KDLoss.figure_variant(), args.tough, args.tolerant, -0.2, 0.2),
+        ("released code", KDLoss(), args.tough, args.tolerant, -0.2, 0.2),
+        ("figure variant", KDLoss.figure_variant(), args.tough, args.tolerant, -0.2, 0.2),
         ("figure variant, figure KDLoss setup", KDLoss.figure_variant(), 0.4, 0.49, -0.5, 0.5),
     ]
     fig, axes = plt.subplots(len(rows), 2, figsize=(12, 4.2 * len(rows)))

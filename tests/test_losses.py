@@ -337,6 +337,9 @@ def test_shape_errors():
     with pytest.raises(KDLandmarksError):  # also reported as a one-line CLI error
         l1_loss(x, torch.zeros(3, 10))
     assert issubclass(LossInputError, ValueError)
+    from kdlandmarks.errors import DataError, ModelError
+
+    assert issubclass(LossInputError, DataError) and not issubclass(LossInputError, ModelError)
 
 
 @pytest.mark.parametrize("kwargs", [

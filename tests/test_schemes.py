@@ -1,4 +1,4 @@
-"""Landmark schemes: flip tables (KD-LOSS-SPEC §2.3), normalising distances and custom scheme files."""
+"""Landmark schemes: flip tables (docs/method.md#schemes), normalising distances and custom scheme files."""
 from __future__ import annotations
 
 import json

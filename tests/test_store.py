@@ -450,3 +450,18 @@ def test_custom_scheme_store_finds_its_scheme_file(position_root, tmp_path, monk
     monkeypatch.chdir(position_root)  # the relative name given to prepare no longer resolves
     assert main(["asm", "--store", str(out)]) == 0
     assert FaceStore(out).soft_landmarks is not None
+
+
+def test_prepare_params_build_takes_given_then_recipe_then_defaults():
+    from kdlandmarks.errors import ConfigError
+
+    plain = PrepareParams.build("300w", "root", "afw")
+    assert (plain.input_size, plain.context, plain.margin, plain.copies) == (128, 1.25, 0.1, 1)
+    given = PrepareParams.build("300w", "root", "afw", input_size=32, copies=None, margin=0.2)
+    assert (given.input_size, given.margin, given.copies) == (32, 0.2, 1)
+    recipe = type("R", (), {"input_size": 64, "context": 1.5, "margin": 0.05, "copies": 3})()
+    mixed = PrepareParams.build("300w", "root", "afw", recipe=recipe, copies=2)
+    assert (mixed.input_size, mixed.context, mixed.margin, mixed.copies) == (64, 1.5, 0.05, 2)
+    for bad in ({"input_size": 8}, {"context": 0.5}, {"copies": 0}, {"margin": -0.1}):
+        with pytest.raises(ConfigError, match="need --size >= 16"):
+            PrepareParams.build("300w", "root", "afw", **bad)

@@ -109,6 +109,17 @@ def test_model_file_and_lightning_checkpoint_load_alike(env):
         torch.testing.assert_close(ckpt_model(x), out)
 
 
+def test_checkpoint_layout_constants_match_the_lightning_module():
+    """models.read_training_checkpoint reads LandmarkModule checkpoints by its argument name and attribute."""
+    import inspect
+
+    from kdlandmarks.models import CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX
+    from kdlandmarks.training.module import LandmarkModule
+
+    assert list(inspect.signature(LandmarkModule.__init__).parameters)[1] == CHECKPOINT_INFO_KEY
+    assert CHECKPOINT_MODEL_PREFIX == "model."
+
+
 def test_teachers_differ(env):
     a, _ = load_model(env.tough / "model.pt")
     b, _ = load_model(env.tolerant / "model.pt")

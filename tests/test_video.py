@@ -218,3 +218,30 @@ def test_predict_paths_writes_outputs_for_images_and_videos(model_file, tmp_path
     record = json.loads((tmp_path / "out" / "face.json").read_text())
     assert record["detector"] == "given boxes" and len(record["faces"][0]["landmarks"]) == 68
     assert "predicted 5 faces in 2/2 images, 1/1 videos (3 frames)" in summary.describe()
+
+
+def test_face_detector_name_and_deprecated_alias(model_file):
+    from kdlandmarks import LandmarkDetector
+
+    detector = LandmarkDetector(model_file, detector=lambda image: [])
+    face_detector = detector.face_detector
+    with pytest.warns(DeprecationWarning, match="face_detector"):
+        assert detector.detector is face_detector
+
+
+def test_predict_paths_skips_bad_inputs_and_raises_when_none_worked(model_file, tmp_path):
+    from kdlandmarks.errors import DataError
+    from kdlandmarks.predict import predict_paths
+
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    cv2.imwrite(str(good), np.full((72, 96, 3), 120, np.uint8))
+    bad.write_bytes(b"not an image")
+    skipped = []
+    summary = predict_paths([good, bad], tmp_path / "out", model=model_file, boxes=[[10, 15, 60, 60]],
+                            progress=False, on_skip=skipped.append)
+    assert summary.images_done == 1 and len(summary.errors) == 1 and skipped == summary.errors
+    assert "1 skipped" in summary.describe()
+    with pytest.raises(DataError, match="bad.png"):
+        predict_paths([bad], tmp_path / "out2", model=model_file, boxes=[[10, 15, 60, 60]], progress=False)
+    with pytest.raises(DataError, match="no such file"):  # before the model loads
+        predict_paths([tmp_path / "missing.png"], tmp_path / "out3", model="no-such-model")

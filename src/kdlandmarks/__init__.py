@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["LandmarkDetector", "__version__"]
+__all__ = ["LandmarkDetector", "predict_paths", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,4 +12,8 @@ def __getattr__(name: str):
         from .inference import LandmarkDetector
 
         return LandmarkDetector
+    if name == "predict_paths":
+        from .predict import predict_paths
+
+        return predict_paths
     raise AttributeError(name)

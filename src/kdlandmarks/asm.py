@@ -1,6 +1,6 @@
 """Soft landmarks: a PCA shape model (ASM) that projects shapes onto its top components and clamps them.
 
-KD-LOSS-SPEC §1: plain PCA of the interleaved (x0, y0, x1, y1, ...) vectors with the mean removed (no
+docs/method.md#soft-landmarks: plain PCA of the interleaved (x0, y0, x1, y1, ...) vectors with the mean removed (no
 Procrustes), eigenvalues = explained variance with divisor M - 1 (as sklearn's ``explained_variance_``),
 k = the smallest number of components whose cumulative explained-variance ratio reaches ``variance``.
 A soft landmark is ``mean + V b`` with ``b = V^T (x - mean)`` clamped to +-3 sqrt(eigenvalue).
@@ -81,7 +81,7 @@ class ActiveShapeModel:
         return (x - self.mean) @ self.components.T
 
     def soften(self, shapes: np.ndarray) -> np.ndarray:
-        """Soft landmarks of (N, 2) or (..., N, 2) shapes, same shape out (KD-LOSS-SPEC §1.3)."""
+        """Soft landmarks of (N, 2) or (..., N, 2) shapes, same shape out (docs/method.md#soft-landmarks)."""
         x = self._flatten(shapes)
         arr = np.asarray(shapes, dtype=np.float64)
         if self.variance >= 1.0:
@@ -138,16 +138,15 @@ class ActiveShapeModel:
 
 def fit_store_asm(store_path: str | Path, variance: float = 0.95) -> dict:
     """Fit the ASM on a store's hard landmarks (input frame), write soft-landmarks and asm.npz into the store."""
+    from .metrics import per_image_nme
     from .store import FaceStore
 
     store = FaceStore(store_path)
     asm = ActiveShapeModel(variance).fit(store.input_frame(store.landmarks))
     soft_input = asm.soften(store.input_frame(store.landmarks))
-    # back to store pixels, where the hard landmarks live
-    k = store.window / store.input_size
-    soft_store = (soft_input - (store.input_size - 1) / 2) * k + (store.store_size - 1) / 2
+    soft_store = store.store_frame(soft_input)  # back to store pixels, where the hard landmarks live
     hard = store.landmarks.astype(np.float64)
-    dist = np.linalg.norm(soft_store - hard, axis=-1).mean(axis=-1) / store.scheme.interocular_distance(hard)
+    dist = per_image_nme(soft_store, hard, store.scheme)  # how far the soft-landmarks moved (inter-ocular NME)
     tmp = store.path / ".asm-fit.npz"
     asm.save(tmp)
     store.write_soft_landmarks(soft_store, tmp, {"variance": variance, "n_components": asm.n_components})

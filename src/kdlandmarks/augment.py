@@ -111,7 +111,7 @@ class BatchAugmenter:
         centre_src = (src - 1) / 2
         k = self.window / S  # source pixels per output pixel
         eye = torch.eye(3).repeat(batch, 1, 1)
-        if draws is None:
+        if draws is None:  # the plain store -> input window (crop.input_to_window as a matrix)
             m = eye.clone()
             m[:, 0, 0] = m[:, 1, 1] = k
             m[:, 0, 2] = m[:, 1, 2] = centre_src - k * centre_out

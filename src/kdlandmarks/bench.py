@@ -145,14 +145,14 @@ def _onnx_student(model: str | Path | None) -> tuple[None, Any, str, Path]:
 
 def _student(model: str | Path | None) -> tuple[Any, Any, str]:
     """(net, info, label): the given model, else the shipped student, else a fresh MobileNetV2."""
-    from .export import _resolve
+    from .export import resolve_network
     from .models import ModelInfo, create_model
 
     if model is not None:
-        net, info, label = _resolve(model)
+        net, info, label = resolve_network(model)
         return net, info, f"{info.arch} from {label}"
     try:
-        net, info, label = _resolve(DEFAULT_STUDENT)
+        net, info, label = resolve_network(DEFAULT_STUDENT)
         return net, info, f"shipped {DEFAULT_STUDENT} ({info.arch}, {label})"
     except (KDLandmarksError, ImportError, OSError):
         info = ModelInfo(STUDENT_ARCH, 68, CPU_INPUT_SIZE)
@@ -317,10 +317,10 @@ def _photo() -> tuple[np.ndarray | None, np.ndarray | None]:
     from .crop import landmark_box
     from .datasets.pts import read_pts
     from .datasets.record import read_image
-    from .export import _face_folders, _full_lfpw_test, _sample_root
+    from .sample_faces import face_folders, full_lfpw_test, sample_folder
 
-    for root in (_sample_root(), _full_lfpw_test()):
-        for folder in _face_folders(root):
+    for root in (sample_folder(), full_lfpw_test()):
+        for folder in face_folders(root):
             for pts in sorted(folder.glob("*.pts")):
                 image = pts.with_suffix(".jpg")
                 if image.is_file():
@@ -360,7 +360,7 @@ def run_bench(model: str | Path | None = None, teacher_arch: str | None = "effic
 def _run(model: Any, teacher_arch: str | None, input_sizes: Sequence[int] | None, batches: Sequence[int],
          timer: Timer, threads: int | None, int8: bool, detector: bool, others: bool,
          say: Callable[[str], None], flip_test: bool = True) -> BenchReport:
-    from .export import face_crops
+    from .sample_faces import face_crops
 
     report = BenchReport(machine=machine_info())
     onnx_file = None

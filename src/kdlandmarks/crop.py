@@ -4,7 +4,7 @@ A crop is an affine map (scale + translation, or a full similarity after augment
 pixel centres to crop pixel centres, kept with its exact inverse so predictions map back to the image.
 Pixel-centre convention: pixel i covers [i - 0.5, i + 0.5], so an image W wide spans [-0.5, W - 0.5].
 
-Crop protocols (named in every evaluation result):
+Crop protocols (evaluation.EVAL_PROTOCOLS, named in every evaluation result):
 - ``gt``: the ground-truth landmark extent plus a margin (the paper's test protocol, optimistic).
 - ``box``: the dataset's own face box (COFW, WFLW), through the same box-to-crop calibration a detector uses.
 - ``detector``: a face detector's box mapped to the crop the model was trained on (see detection.py).
@@ -18,7 +18,6 @@ import numpy as np
 
 from .errors import DataError
 
-CROP_PROTOCOLS = ("gt", "box", "detector")
 DEFAULT_MARGIN = 0.1
 
 
@@ -130,3 +129,20 @@ def gt_crop(landmarks: np.ndarray, size: int, margin: float = DEFAULT_MARGIN) ->
 def box_crop(box: np.ndarray, size: int, calibration: BoxCalibration) -> CropTransform:
     """A crop from a face box (a detector's or a dataset's) through a box-to-crop calibration."""
     return CropTransform.from_square(*calibration.square(box), size)
+
+
+# A prepared store keeps each face with extra context (store crops of side store_size); the network's
+# input is the centred square of side `window` store pixels scaled to input_size. These two functions are
+# that map and its inverse on points (pixel centres); augment.BatchAugmenter.output_to_source builds the
+# same map as a matrix (when no augmentation is drawn) to warp the pixels.
+
+def window_to_input(points: np.ndarray, store_size: int, input_size: int, window: float) -> np.ndarray:
+    """Store-crop pixels -> network-input pixels."""
+    k = input_size / window
+    return (np.asarray(points, dtype=np.float64) - (store_size - 1) / 2) * k + (input_size - 1) / 2
+
+
+def input_to_window(points: np.ndarray, store_size: int, input_size: int, window: float) -> np.ndarray:
+    """Network-input pixels -> store-crop pixels (the inverse of window_to_input)."""
+    k = window / input_size
+    return (np.asarray(points, dtype=np.float64) - (input_size - 1) / 2) * k + (store_size - 1) / 2

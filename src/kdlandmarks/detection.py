@@ -252,7 +252,7 @@ def _retinaface_priors(height: int, width: int) -> np.ndarray:
 
 class RetinaFaceDetector:
     """RetinaFace-MobileNet0.25 on onnxruntime. Large images are shrunk to `max_size` (long side)
-    first: 300-W-sized faces lose nothing and run ~4x faster; use None to keep full resolution."""
+    first: 300-W-sized faces lose nothing and detection runs much faster; use None to keep full resolution."""
 
     name = "retinaface"
 
@@ -660,70 +660,14 @@ def check_box_source(name: Any, extra: Iterable[str] = ()) -> str:
     return name
 
 
-def detector_pairs(detector: Any, records: Iterable[Any], progress: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Run a detector on annotated faces (FaceRecords) and pair each found face's box with its landmarks.
-
-    Returns boxes (K, 4), landmarks (K, N, 2) and counts: faces, matched, unreadable, detections
-    (all boxes returned), top1 (faces whose highest-scoring box is the annotated one).
-    """
-    det = create_detector(detector) if isinstance(detector, str) else as_detector(detector)
-    records = list(records)
-    boxes, landmarks = [], []
-    stats = {"faces": len(records), "matched": 0, "unreadable": 0, "detections": 0, "top1": 0}
-    items: Iterable[Any] = records
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(records, desc=f"detecting ({det.name})", unit="face")
-    for rec in items:
-        try:
-            image = rec.load_image()
-        except DataError:
-            stats["unreadable"] += 1
-            continue
-        dets = det.detect(image)
-        stats["detections"] += len(dets)
-        idx = match_detection(dets, rec.landmarks)
-        if idx is not None:
-            boxes.append(dets[idx].box)
-            landmarks.append(rec.landmarks)
-            best = max(range(len(dets)), key=lambda i: (dets[i].score, _area(dets[i].box)))
-            stats["top1"] += int(best == idx)
-    stats["matched"] = len(boxes)
-    if not boxes:
-        return np.zeros((0, 4)), np.zeros((0, 0, 2)), stats
-    return np.stack(boxes), np.stack(landmarks), stats
+# Calibration tooling (used by benchmarks/ and tests, not at inference) lives in calibration.py; these
+# names stay importable from here.
+_CALIBRATION_NAMES = ("detector_pairs", "calibrate_detector", "calibration_errors")
 
 
-def _area(box: np.ndarray) -> float:
-    return float((box[2] - box[0]) * (box[3] - box[1]))
+def __getattr__(name: str) -> Any:
+    if name in _CALIBRATION_NAMES:
+        from . import calibration
 
-
-def calibrate_detector(detector: Any, records: Iterable[Any], margin: float = DEFAULT_MARGIN,
-                       report: dict[str, Any] | None = None, progress: bool = False) -> BoxCalibration:
-    """The box-to-crop calibration of `detector` on annotated faces (FaceRecords).
-
-    Each face's matching detection (see `face_matches`) pairs with its landmarks; BoxCalibration.fit
-    takes medians over the pairs. `report`, when given, receives the counts of `detector_pairs`.
-    """
-    boxes, landmarks, stats = detector_pairs(detector, records, progress)
-    if report is not None:
-        report.update(stats)
-    if not len(boxes):
-        raise DataError(f"the face detector found none of the {stats['faces']} annotated faces")
-    return BoxCalibration.fit(boxes, landmarks, margin)
-
-
-def calibration_errors(calibration: BoxCalibration, boxes: np.ndarray, landmarks: np.ndarray,
-                       margin: float = DEFAULT_MARGIN) -> tuple[np.ndarray, np.ndarray]:
-    """How far calibrated box crops are from the gt crops: centre distance / gt side, and side / gt side."""
-    from .crop import square_from_landmarks
-
-    centre, ratio = [], []
-    for box, pts in zip(np.asarray(boxes), np.asarray(landmarks)):
-        cx, cy, side = calibration.square(box)
-        gx, gy, gside = square_from_landmarks(pts, margin)
-        centre.append(math.hypot(cx - gx, cy - gy) / gside)
-        ratio.append(side / gside)
-    return np.asarray(centre), np.asarray(ratio)
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Evaluate a landmark model on a dataset split: crops, inference, metrics per subset, CED and .pts outputs.
 
 Predictions are mapped back to the original image and the metrics are computed there. NME divides by a
-distance in the same frame, so it equals the crop-frame value the paper reports (KD-LOSS-SPEC §5) as long
+distance in the same frame, so it equals the crop-frame value the paper reports (docs/method.md#nme) as long
 as the crop is a similarity (it is: square window, isotropic scale).
 
 Crop protocols:
@@ -38,7 +38,7 @@ from .metrics import AUC_METHOD, NORMALIZERS, PAPER_CODE_STEPS, EvaluationResult
 EVAL_PROTOCOLS = ("gt", "box", "detector")
 DEFAULT_DETECTOR = "retinaface"  # the shipped face detector (vendored ONNX), for --protocol detector
 MISS_NME = 1.0  # NME of a face the detector misses (--protocol detector): a failure at any threshold < 1
-PAPER_CODE_AUC = (f"authors' code (KD-LOSS-SPEC §5): {PAPER_CODE_STEPS} thresholds t_k = threshold*k/19, "
+PAPER_CODE_AUC = (f"authors' code (docs/method.md#fr-auc): {PAPER_CODE_STEPS} thresholds t_k = threshold*k/19, "
                   "sum_{k=0}^{18} ((t_k + t_{k+1})/2) * CED(t_{k+1}); max 9.5*threshold")
 MISS_RULE = (f"a face the detector misses is a failure, scored NME = {MISS_NME:g} (100 % of the normalising "
              "distance: never under the threshold, so it counts in FR and adds nothing to the AUC)")

@@ -6,11 +6,11 @@ The model's ModelInfo travels as JSON in ``metadata_props["kdlandmarks"]``, so a
 is enough to crop, run and decode. Running it (OnnxRegressor) and turning crops into its input
 (to_batch) live in runtime.py, which imports neither torch nor onnx; they are re-exported here.
 
-Exporter choice (torch 2.14): the TorchScript exporter (``dynamo=False``) is used. It needs no extra
-package, takes ~1.5 s for MobileNetV2 (the dynamo exporter: ~25 s), honours opset 17 (the dynamo
-exporter emits opset 18 and its down-conversion to 17 fails on this graph), and folds BatchNorm into
-the convolutions in eval mode. Its parity with torch is ~3e-6 normalised units. The dynamo exporter
-(needs ``onnxscript``) stays available as ``exporter="dynamo"`` for when the legacy one is removed.
+Exporter choice (torch 2.x): the TorchScript exporter (``dynamo=False``) is used. It needs no extra
+package, is much faster than the dynamo exporter, honours opset 17 (the dynamo exporter emits opset 18
+and its down-conversion to 17 fails on this graph), and folds BatchNorm into the convolutions in eval
+mode; every export reports its parity with torch. The dynamo exporter (needs ``onnxscript``) stays
+available as ``exporter="dynamo"`` for when the legacy one is removed.
 """
 from __future__ import annotations
 
@@ -24,112 +24,25 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError, ModelError
+from .errors import ModelError
 from .extras import require_train
 from .fileio import atomic_path
 from .modelinfo import ModelInfo
 # The runner and the crop-to-input step, here for the callers that import them from export.
 from .runtime import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, QUANT_KEY, OnnxRegressor,  # noqa: F401
                       session_options, to_batch)
+# Real face crops for parity checks and int8 calibration; here for the callers that import it from export.
+from .sample_faces import face_crops  # noqa: F401
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_TORCHSCRIPT_OPSET = 7, 20  # torch.onnx's TorchScript exporter (torch 2.x)
 
 
 # --------------------------------------------------------------------------------------------------
-# Inputs: real face crops for parity checks and int8 calibration
-# --------------------------------------------------------------------------------------------------
-
-def _full_lfpw_test() -> Path | None:
-    """The full LFPW test set, where a 300-W copy is found (datasets.full_300w_root)."""
-    from .datasets import full_300w_root
-
-    root = full_300w_root()
-    return root / "lfpw" / "testset" if root is not None else None
-
-
-def _sample_root() -> Path | None:
-    from .datasets import sample_root
-
-    try:
-        return sample_root()
-    except DataError:  # a sample that is not there is just one source fewer
-        return None
-
-
-def _face_folders(root: Path | None) -> list[Path]:
-    if root is None:
-        return []
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted({p.parent for p in root.rglob("*.pts")}, key=lambda p: ("testset" not in p.as_posix(), str(p)))
-
-
-def face_crops(size: int, count: int = 8, margin: float | None = None,
-               root: str | Path | None = None, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray | None, str]:
-    """Up to `count` ground-truth-protocol crops (RGB uint8, size x size) of real annotated faces.
-
-    Returns (crops, landmarks in crop pixels (M, N, 2) or None, source). Faces come from `root`
-    (any folder of 300-W-style .jpg + .pts) or else the bundled sample / the shared 300-W LFPW
-    test set; with none readable, `count` random images are returned (landmarks None).
-    """
-    from .crop import DEFAULT_MARGIN, gt_crop
-    from .datasets.pts import read_pts
-    from .datasets.record import read_image
-    from .datasets.w300 import annotation_pairs
-
-    margin = DEFAULT_MARGIN if margin is None else margin
-    if root is not None:
-        candidates = [Path(root)]
-    else:
-        sample = _sample_root()
-        candidates = [c for c in (sample / "lfpw" / "testset" if sample else None,
-                                  _full_lfpw_test(), sample) if c is not None]
-    crops: list[np.ndarray] = []
-    points: list[np.ndarray] = []
-    sources: list[str] = []
-    seen: set[str] = set()  # the bundled sample repeats faces of the full test set
-    for cand in candidates:
-        if len(crops) >= count:
-            break
-        for folder in _face_folders(cand):
-            try:
-                pairs = annotation_pairs(folder)
-            except DataError:
-                continue
-            for image_path, pts_path in pairs:
-                key = f"{folder.parent.name}/{folder.name}/{pts_path.stem}"
-                if len(crops) >= count:
-                    break
-                if key in seen:
-                    continue
-                try:
-                    landmarks = read_pts(pts_path)
-                    transform = gt_crop(landmarks, size, margin)
-                    crops.append(transform.warp(read_image(image_path)))
-                    points.append(transform.to_crop(landmarks))
-                    seen.add(key)
-                except DataError:
-                    continue
-                if str(cand) not in sources:
-                    sources.append(str(cand))
-            if len(crops) >= count:
-                break
-    if root is not None and not crops:
-        raise DataError(f"{root}: no readable annotated faces (.jpg + .pts) found")
-    if not crops:
-        rng = np.random.default_rng(seed)
-        return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)], None, "random images"
-    same = len({p.shape for p in points}) == 1
-    return crops, (np.stack(points) if same else None), f"{len(crops)} real faces from {' + '.join(sources)}"
-
-
-# --------------------------------------------------------------------------------------------------
 # Export
 # --------------------------------------------------------------------------------------------------
 
-def _resolve(model: Any) -> tuple[Any, ModelInfo, str]:
+def resolve_network(model: Any) -> tuple[Any, ModelInfo, str]:
     """A model name/path or an in-memory (model, info) pair -> (eval model, info, label)."""
     if isinstance(model, tuple):
         net, info = model
@@ -206,7 +119,7 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
     import onnx
     import torch
 
-    net, info, label = _resolve(model)
+    net, info, label = resolve_network(model)
     out = Path(out)
     size = int(info.input_size)
     if exporter == "torchscript" and not MIN_OPSET <= opset <= MAX_TORCHSCRIPT_OPSET:
@@ -285,11 +198,10 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration_crops: 
     method="static" (default): QDQ, per-channel int8 weights with reduce_range (7-bit: AVX2 CPUs
     without VNNI saturate in the u8 x s8 product otherwise), uint8 activations calibrated (min-max)
     on `calibration_crops` (real face crops; the bundled sample when None), and the linear head kept
-    in fp32 (an 8-bit output would step by 1/255 of the coordinate range). Measured on the shipped
-    kd-student-300w (128 px, 224 LFPW test faces, 32 LFPW train faces to calibrate): NME 4.847% ->
-    4.875%, mean point shift 0.30 px, one core 4.4 -> 2.8 ms per face. "dynamic" (ConvInteger) is
-    ~2.5x slower than fp32 on these CPUs (NME 4.861%) and kept only for comparison. The report holds max/mean coordinate differences vs
-    fp32 in input pixels on `check_crops` (default: the calibration crops) and, when
+    in fp32 (an 8-bit output would step by 1/255 of the coordinate range). "dynamic" (ConvInteger) is
+    slower than fp32 on CPUs without VNNI and kept only for comparison; accuracy and speed of the shipped
+    int8 models are in their model cards and `kdlandmarks bench`. The report holds max/mean coordinate
+    differences vs fp32 in input pixels on `check_crops` (default: the calibration crops) and, when
     `check_landmarks` (crop pixels) are given, the NME of both models (inter-ocular).
     """
     require_train("int8 quantisation", ("onnx",))

@@ -1,6 +1,7 @@
-"""Training losses: plain L2/L1 regression losses and the KD-Loss (spec §4.2, with the §4.3 figure variant as options).
+"""Training losses: plain L2/L1 regression losses and the KD-Loss
+(docs/method.md#kd-loss: the released code's form, with the figure variant of docs/method.md#figure-variant as options).
 
-Notation (spec §4.2), element-wise over every coordinate entry: g target (Hard-landmarks), p student,
+Notation (docs/method.md#kd-notation), element-wise over every coordinate entry: g target (Hard-landmarks), p student,
 a Tough-Teacher, s Tolerant-Teacher; e = |p - g| and, for a teacher t, d = |t - g|.
 
 Assistive term of one teacher t (weight alpha, alpha_minus, boundary ratio b):
@@ -35,14 +36,15 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, DataError
 
 TEACHERS = ("tough", "tolerant")
 THRESHOLD_SOURCES = ("tolerant", "tough")
 
 
-class LossInputError(ModelError, ValueError):
-    """Loss inputs with mismatched or unsupported shapes (a ValueError, and a KDLandmarksError for the CLI)."""
+class LossInputError(DataError, ValueError):
+    """Loss inputs that are not tensors, have mismatched or unsupported shapes, or lack a teacher's prediction:
+    wrong data handed to a loss (a ValueError, and a KDLandmarksError for the CLI), not a bad model."""
 
 
 def _check_same_shape(named: Sequence[tuple[str, torch.Tensor]]) -> None:
@@ -65,7 +67,7 @@ def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     The released teacher trainer used ``tf.losses.mean_squared_error`` (one MSE per sample, shape (B,)) and
     took the gradient of that vector, i.e. it minimised the *sum over the batch* of per-sample MSEs
-    (spec §3). That is this loss times B: a constant rescaling that Adam (scale-invariant up to its eps)
+    (docs/method.md#teachers). That is this loss times B: a constant rescaling that Adam (scale-invariant up to its eps)
     all but ignores, so the plain mean is used here.
     """
     _check_same_shape([("pred", pred), ("target", target)])
@@ -73,7 +75,8 @@ def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over all B*2N entries (the [DEV] history's baseline alternative, spec §4.4)."""
+    """Mean absolute error over all B*2N entries (the authors' development history's baseline
+    alternative, docs/method.md#regression-losses)."""
     _check_same_shape([("pred", pred), ("target", target)])
     return torch.mean(torch.abs(pred - target))
 
@@ -154,13 +157,13 @@ def _finite(name: str, value: float) -> float:
 
 
 class KDLoss(nn.Module):
-    """KD-Loss of Fard & Mahoor; defaults reproduce the released code (spec §4.2).
+    """KD-Loss of Fard & Mahoor; defaults reproduce the released code (docs/method.md#kd-total).
 
     Call as ``loss(student, target, tough, tolerant)`` with tensors of one shape, (B, 2N) or (B, N, 2);
     returns the total as a 0-dim tensor. ``terms(...)`` returns ``{"main", "tough", "tolerant"}`` (0-dim,
     each already multiplied by its lambda; total = their sum); ``elementwise(...)`` the same per entry.
 
-    Options (spec §4.3 / §8):
+    Options (docs/method.md#figure-variant):
       beta_ratio       0.15 (code) or 0.4 (figures): boundary b between R_N and R_L, as a fraction of d.
       rl_ramp          False (code: w = 0 in R_L) or True (figure: linear ramp 0 -> alpha_minus).
       main_linear_coef 3.0 (code) or 1.0 (figure).
@@ -220,12 +223,12 @@ class KDLoss(nn.Module):
 
     @classmethod
     def released(cls, **overrides) -> "KDLoss":
-        """The released code's constants (spec §4.2); same as ``KDLoss()``."""
+        """The released code's constants (docs/method.md#kd-total); same as ``KDLoss()``."""
         return cls(**overrides)
 
     @classmethod
     def figure_variant(cls, **overrides) -> "KDLoss":
-        """The loss the paper figures draw (spec §4.3): b = 0.4, ramp in R_L, alpha = 0.9 and alpha_minus = -0.45
+        """The loss the paper figures draw (docs/method.md#figure-variant): b = 0.4, ramp in R_L, alpha = 0.9 and alpha_minus = -0.45
         for both teachers (figure ``KDLoss``), main loss with coefficient 1 and the figure's fixed threshold 0.5,
         all lambdas 1 (as plotted). Any argument can be overridden, e.g. ``main_threshold="tolerant"``."""
         params = dict(alpha_tough=0.9, alpha_minus_tough=-0.45, alpha_tolerant=0.9, alpha_minus_tolerant=-0.45,

@@ -1,13 +1,13 @@
 """Landmark accuracy metrics: per-image NME, failure rate, CED curves and two AUC definitions.
 
-KD-LOSS-SPEC §5. Per image, NME_i = mean_k ||p_k - g_k|| / d_i with d_i from the ground truth
+docs/method.md#evaluation. Per image, NME_i = mean_k ||p_k - g_k|| / d_i with d_i from the ground truth
 (inter-ocular, inter-pupil, or the square root of a face box's area). Reported:
 
 - ``nme``: 100 * mean_i NME_i (percent);
 - ``failure_rate``: 100 * fraction of images with NME_i > threshold (percent);
 - ``auc``: the standard AUC@threshold, (1/T) * integral_0^T CED(t) dt, integrated *exactly*: CED is a
   step function, so the integral equals mean_i max(0, T - NME_i);
-- ``auc_paper_code``: the formula of the authors' evaluation code (spec §5), which is what the paper's
+- ``auc_paper_code``: the formula of the authors' evaluation code, which is what the paper's
   AUC values are: t_k = T*k/19 (k = 0..19), sum_{k=0}^{18} ((t_k + t_{k+1}) / 2) * CED(t_{k+1}). It is
   not normalised by T, so its maximum is 9.5 * T (0.95 at T = 0.1).
 CED(t) is the fraction of images with NME_i <= t.
@@ -58,8 +58,20 @@ def normalizing_distance(gt: np.ndarray, scheme: LandmarkScheme, normalizer: str
     raise ConfigError(f"unknown normalizer {normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
 
 
+def nme_per_image(pred: Any, gt: Any, distance: Any) -> Any:
+    """NME_i = mean_k ||p_k - g_k|| / d_i for (M, N, 2) predictions and ground truth and (M,) distances:
+    the one NME formula, for numpy arrays (evaluation, ASM) or torch tensors (validation during training,
+    on the device). No checks: see per_image_nme for checked numpy input."""
+    if isinstance(pred, np.ndarray):
+        return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) / distance
+    return (pred - gt).norm(dim=-1).mean(dim=-1) / distance
+
+
 def per_image_nme(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme, normalizer: str = "inter-ocular",
                   boxes: np.ndarray | None = None, names: list[str] | None = None) -> np.ndarray:
+    """Per-image NME (fractions) of (M, N, 2) predictions against the ground truth, normalised by
+    `normalizer` (see normalizing_distance); DataError for mismatched shapes, non-finite values or a zero
+    normalising distance (named by `names` when given)."""
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     if gt.ndim != 3 or gt.shape[2] != 2:
@@ -77,7 +89,7 @@ def per_image_nme(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme, norm
     if bad.size:
         which = names[bad[0]] if names is not None else f"image {bad[0]}"
         raise DataError(f"{which}: {normalizer} normalising distance is zero ({bad.size} image(s) affected)")
-    return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) / d
+    return nme_per_image(pred, gt, d)
 
 
 def ced_curve(per_image_nme: np.ndarray, threshold: float = 0.10, num: int = 101) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +110,7 @@ def auc_exact(per_image_nme: np.ndarray, threshold: float = 0.10) -> float:
 
 
 def auc_paper_code(per_image_nme: np.ndarray, threshold: float = 0.10) -> float:
-    """The authors' code's AUC (spec §5): sum_{k=0}^{18} ((t_k + t_{k+1}) / 2) * CED(t_{k+1})."""
+    """The authors' code's AUC (docs/method.md#fr-auc): sum_{k=0}^{18} ((t_k + t_{k+1}) / 2) * CED(t_{k+1})."""
     t, ced = ced_curve(per_image_nme, threshold, PAPER_CODE_STEPS)
     return float(np.sum((t[:-1] + t[1:]) / 2 * ced[1:]))
 

@@ -27,16 +27,15 @@ from .modelinfo import MODEL_FORMAT, ModelInfo
 
 # Per-architecture defaults; other timm names use `dropout=0`.
 ARCH_CONFIGS: dict[str, dict[str, Any]] = {
-    "efficientnet_b3": {"dropout": 0.5, "role": "teacher"},
-    "mobilenetv2_100": {"dropout": 0.0, "role": "student"},
+    "efficientnet_b3": {"dropout": 0.5},  # the teachers' default
+    "mobilenetv2_100": {"dropout": 0.0},  # the student's default
 }
 
 
 class LandmarkRegressor(nn.Module):
     """Backbone -> global average pool -> [dropout] -> linear(2N). Input: RGB in [0, 1], (B, 3, S, S)."""
 
-    def __init__(self, arch: str, num_points: int, dropout: float = 0.0,
-                 bn_eps: float | None = None, bn_momentum: float | None = None) -> None:
+    def __init__(self, arch: str, num_points: int, dropout: float = 0.0) -> None:
         super().__init__()
         import timm
 
@@ -44,11 +43,6 @@ class LandmarkRegressor(nn.Module):
             self.backbone = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="avg")
         except RuntimeError as exc:  # timm raises RuntimeError for unknown names
             raise ModelError(f"unknown backbone {arch!r} ({exc})") from None
-        if bn_eps is not None or bn_momentum is not None:
-            for m in self.backbone.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eps = bn_eps if bn_eps is not None else m.eps
-                    m.momentum = bn_momentum if bn_momentum is not None else m.momentum
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(self.backbone.num_features, 2 * num_points)
         self.num_points = num_points
@@ -59,10 +53,12 @@ class LandmarkRegressor(nn.Module):
 
 
 def create_model(arch: str, num_points: int, dropout: float | None = None,
-                 backbone_weights: str | Path | None = None, **bn: float | None) -> LandmarkRegressor:
+                 backbone_weights: str | Path | None = None) -> LandmarkRegressor:
+    """A LandmarkRegressor for `arch` (dropout: ARCH_CONFIGS' default when None), its backbone optionally
+    initialised from a local weight file (a state_dict, or a checkpoint holding one under "state_dict")."""
     if dropout is None:
         dropout = ARCH_CONFIGS.get(arch, {}).get("dropout", 0.0)
-    model = LandmarkRegressor(arch, num_points, dropout, **bn)
+    model = LandmarkRegressor(arch, num_points, dropout)
     if backbone_weights is not None:
         path = Path(backbone_weights)
         if not path.is_file():
@@ -81,6 +77,26 @@ def save_model(path: str | Path, model: LandmarkRegressor, info: ModelInfo, half
     payload = {"format": MODEL_FORMAT, "info": asdict(info), "state_dict": state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+# How a Lightning training checkpoint (training.module.LandmarkModule) carries a model. LandmarkModule's
+# first constructor argument is named CHECKPOINT_INFO_KEY and holds asdict(ModelInfo), so Lightning's
+# save_hyperparameters() stores it under checkpoint["hyper_parameters"][CHECKPOINT_INFO_KEY]; the network is
+# its attribute `model`, so its weights are the state_dict entries under CHECKPOINT_MODEL_PREFIX. Renaming
+# either there breaks reading every existing checkpoint here (tests/test_training.py checks both agree).
+CHECKPOINT_INFO_KEY = "kdlandmarks"
+CHECKPOINT_MODEL_PREFIX = "model."
+
+
+def read_training_checkpoint(payload: dict) -> tuple[ModelInfo, dict[str, torch.Tensor]] | None:
+    """(ModelInfo, the network's state_dict) from a loaded Lightning checkpoint of this project's training,
+    or None when `payload` is not one. TypeError when its settings do not fit ModelInfo."""
+    hparams = payload.get("hyper_parameters")
+    if "state_dict" not in payload or not isinstance(hparams, dict) or CHECKPOINT_INFO_KEY not in hparams:
+        return None
+    n = len(CHECKPOINT_MODEL_PREFIX)
+    state = {k[n:]: v for k, v in payload["state_dict"].items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+    return ModelInfo(**hparams[CHECKPOINT_INFO_KEY]), state
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[LandmarkRegressor, ModelInfo]:
@@ -107,9 +123,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         if payload.get("format") == MODEL_FORMAT:
             info = ModelInfo(**payload["info"])
             state = payload["state_dict"]
-        elif "state_dict" in payload and "kdlandmarks" in payload.get("hyper_parameters", {}):
-            info = ModelInfo(**payload["hyper_parameters"]["kdlandmarks"])
-            state = {k[len("model."):]: v for k, v in payload["state_dict"].items() if k.startswith("model.")}
+        elif (found := read_training_checkpoint(payload)) is not None:
+            info, state = found
         else:
             raise ModelError(f"{path}: not a kdlandmarks model file or training checkpoint")
     except TypeError as exc:  # settings this version does not know (a newer file) or of the wrong type

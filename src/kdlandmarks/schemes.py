@@ -1,6 +1,6 @@
 """Landmark schemes in one place: point groups, horizontal-flip pairs and normalising pairs.
 
-Flip pairs follow KD-LOSS-SPEC §2.3 (the WFLW contour uses the correct i <-> 32-i mapping, not the
+Flip pairs follow docs/method.md#schemes (the WFLW contour uses the correct i <-> 32-i mapping, not the
 original code's duplicated index 8). Inter-ocular pairs are the outer eye corners; inter-pupil uses
 the pupil points where a scheme has them and eye-contour centroids otherwise.
 """

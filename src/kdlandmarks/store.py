@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .crop import DEFAULT_MARGIN, CropTransform, square_from_landmarks
+from .crop import DEFAULT_MARGIN, CropTransform, input_to_window, square_from_landmarks, window_to_input
 from .datasets import FaceRecord, check_landmarks, dataset_scheme, load_dataset
 from .errors import DataError
 from .fileio import atomic_path, atomic_write_json
@@ -163,10 +163,11 @@ class FaceStore:
 
     def input_frame(self, points: np.ndarray) -> np.ndarray:
         """Store-crop pixels -> network-input pixels (the centred window scaled to input_size)."""
-        k = self.input_size / self.window
-        centre_store = (self.store_size - 1) / 2
-        centre_in = (self.input_size - 1) / 2
-        return (np.asarray(points, dtype=np.float64) - centre_store) * k + centre_in
+        return window_to_input(points, self.store_size, self.input_size, self.window)
+
+    def store_frame(self, points: np.ndarray) -> np.ndarray:
+        """Network-input pixels -> store-crop pixels (the inverse of input_frame)."""
+        return input_to_window(points, self.store_size, self.input_size, self.window)
 
     def write_soft_landmarks(self, soft: np.ndarray, asm_file: Path | None, info: dict) -> None:
         """Save soft-landmarks (store pixels) and record how they were made, each file atomically."""

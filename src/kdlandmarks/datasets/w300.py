@@ -13,7 +13,7 @@ from .record import FaceRecord
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
-# Named splits of the 300-W benchmark (KD-LOSS-SPEC §2.1).
+# Named splits of the 300-W benchmark (docs/method.md#schemes).
 SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("afw", "helen/trainset", "lfpw/trainset"),
     "common": ("helen/testset", "lfpw/testset"),

@@ -15,6 +15,7 @@ from ..augment import AugmentConfig, BatchAugmenter, batch_generator
 from ..codec import LandmarkCodec
 from ..errors import KDLandmarksError
 from ..losses import REGRESSION_LOSSES, KDLoss
+from ..metrics import nme_per_image
 from ..models import ModelInfo, create_model, load_model
 from ..schemes import get_scheme
 
@@ -31,7 +32,8 @@ class LandmarkModule(L.LightningModule):
                  window: float = 128.0, seed: int = 0, channels_last: bool = False,
                  online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None) -> None:
         super().__init__()
-        # "kdlandmarks" holds the ModelInfo, so models.load_model reads a Lightning checkpoint directly
+        # The argument name "kdlandmarks" (ModelInfo) and the attribute `model` are the checkpoint layout that
+        # models.read_training_checkpoint reads (CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX): keep them.
         self.save_hyperparameters()
         self.info = ModelInfo(**kdlandmarks)
         self.model = create_model(self.info.arch, self.info.num_points, self.info.dropout,
@@ -112,7 +114,7 @@ class LandmarkModule(L.LightningModule):
         gt = batch["points"]
         a, b = self.scheme.inter_ocular
         d = (gt[:, a] - gt[:, b]).norm(dim=-1).clamp_min(1e-6)
-        self._val_nme.append(((pred - gt).norm(dim=-1).mean(dim=-1) / d).detach())
+        self._val_nme.append(nme_per_image(pred, gt, d).detach())
 
     def on_validation_epoch_end(self) -> None:
         if self._val_nme:

@@ -24,11 +24,12 @@ from lightning.pytorch.loggers import CSVLogger
 from ..augment import AugmentConfig
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_json, atomic_write_text
+from ..losses import TEACHERS
 from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
 from ..store import FaceStore
 from .config import Recipe, RoleConfig
 
-TEACHER_KINDS = ("tough", "tolerant")
+TEACHER_KINDS = TEACHERS  # the two teacher kinds, named as KD-Loss names them
 TEACHER_LOSSES = ("l2", "l1", "smooth_l1", "wing")
 STUDENT_LOSSES = (*TEACHER_LOSSES, "kd")
 
