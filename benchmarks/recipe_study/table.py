@@ -30,8 +30,8 @@ ARMS = {  # arm -> (question, what changes from the base arm "fresh")
 }
 
 
-def read_curve(run: Path) -> list[tuple[float, float]]:
-    """(training minutes, val NME) per validation, across resumed invocations."""
+def read_curve(run: Path) -> list[tuple[float, int, float]]:
+    """(training minutes, optimisation steps, val NME) per validation, across resumed invocations."""
     rows: list[dict] = []
     logs = sorted(run.glob("logs/metrics*.csv"))
     for f in logs:
@@ -47,7 +47,7 @@ def read_curve(run: Path) -> list[tuple[float, float]]:
             epoch = int(r["epoch"])
             known = [e for e in seconds_by_epoch if e <= epoch]
             seconds = seconds_by_epoch[max(known)] if known else 0.0
-            curve.append((seconds / 60, float(r["val_nme"])))
+            curve.append((seconds / 60, int(r["step"]), float(r["val_nme"])))
     return curve
 
 
@@ -84,17 +84,22 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for arm, curve in curves.items():
-        if curve:
-            ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=".", label=arm,
-                    linewidth=2.5 if arm in ("fresh", "paper") else 1.2)
-    ax.set_xlabel("training minutes (2 CPU cores, shared)")
-    ax.set_ylabel("validation NME (%)")
-    ax.set_ylim(top=min(25, ax.get_ylim()[1]))
-    ax.set_title("Recipe study: MobileNetV2-0.5 from scratch, equal samples per arm")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+        if not curve:
+            continue
+        batch = 70 if arm == "paper" else 32
+        style = {"marker": ".", "label": arm, "linewidth": 2.5 if arm in ("fresh", "paper") else 1.2}
+        axes[0].plot([c[1] * batch / 1000 for c in curve], [c[2] for c in curve], **style)
+        axes[1].plot([c[0] for c in curve], [c[2] for c in curve], **style)
+    axes[0].set_xlabel("training samples (thousands): the equal budget")
+    axes[1].set_xlabel("training minutes (one core each; other jobs shared the machine)")
+    axes[0].set_ylabel("validation NME (%)")
+    axes[0].set_ylim(8, 25)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=2)
+    fig.suptitle("Recipe study: MobileNetV2-0.5 from scratch at 128 px, equal samples per arm")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
 
