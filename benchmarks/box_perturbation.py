@@ -67,8 +67,10 @@ def conditions(tight: np.ndarray, retina: np.ndarray, seed: int) -> list[tuple[s
 
 
 def load_model(name: str, threads: int) -> LandmarkDetector:
-    det = LandmarkDetector(name, backend="onnx", detector=lambda image: [])  # boxes are always given
-    det._run = OnnxRegressor(det.model_path, threads=threads)  # the same file, on `threads` threads
+    det = LandmarkDetector(name, backend="torch" if str(name).endswith((".pt", ".ckpt")) else "onnx",
+                           detector=lambda image: [])  # boxes are always given
+    if det.backend == "onnx":
+        det._run = OnnxRegressor(det.model_path, threads=threads)  # the same file, on `threads` threads
     return det
 
 
