@@ -135,11 +135,11 @@ def _check_role_and_loss(recipe: Recipe, role: str, kind: str | None, loss: str 
             raise ConfigError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
         loss = loss or cfg.loss
         if loss not in TEACHER_LOSSES:
-            raise ConfigError(f"teacher loss must be one of {TEACHER_LOSSES}, got {loss!r}")
+            raise ConfigError(f"teacher loss must be one of {', '.join(TEACHER_LOSSES)}, got {loss!r}")
     else:
         loss = loss or cfg.loss
         if loss not in STUDENT_LOSSES:
-            raise ConfigError(f"student loss must be one of {STUDENT_LOSSES}, got {loss!r}")
+            raise ConfigError(f"student loss must be one of {', '.join(STUDENT_LOSSES)}, got {loss!r}")
     if cfg.select not in ("last", "best-val"):
         raise ConfigError(f"select must be 'last' or 'best-val', got {cfg.select!r}")
     return cfg, loss
