@@ -332,6 +332,8 @@ ERRORS = {
                        "--tolerant"),
     "cache with augment": (lambda env: ["student", "--store", str(env.store), *kd_args(env),
                                         "--set", "data.augment={rotation: 0.1}"], "data.augment"),
+    "bad cache mode": (lambda env: ["student", "--store", str(env.store), *kd_args(env),
+                                    "--set", "student.teacher_cache=warped"], "bool or warp"),
     "unknown augment": (lambda env: ["student", "--store", str(env.store), "--loss", "l2",
                                      "--set", "data.augment={rotaton: 0.1}"], "rotaton"),
     "missing teacher": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough",
@@ -397,6 +399,45 @@ def test_augment_online_with_online_teachers_is_allowed(env):
     assert student(env, out, *kd_args(env), "--online-teachers", "--set", "data.augment={rotation: 0.3, flip: 0.5}") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teacher_cache"] is False and summary["steps"] == STEPS_PER_EPOCH
+
+
+def test_warped_teacher_cache_trains_with_fresh_augmentation(env):
+    out = env.runs / "kd-warp"
+    assert student(env, out, *kd_args(env), "--set", "student.teacher_cache=warp",
+                   "--set", "data.augment={rotation: 0.3, flip: 0.5, scale: 0.1}") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher_cache"] == "warp" and summary["steps"] == STEPS_PER_EPOCH
+
+
+def test_warped_cache_moves_teacher_points_like_the_labels():
+    """A teacher that predicted the plain crop's labels exactly, cached, must equal the augmented labels."""
+    from kdlandmarks.training.module import LandmarkModule
+
+    info = ModelInfo(arch=ARCH, num_points=68, input_size=32, scheme="300w")
+    module = LandmarkModule(asdict_info(info), loss="kd", augment={"rotation": 0.4, "flip": 1.0, "scale": 0.1,
+                                                                     "translate": 0.05},
+                            source_size=40, window=32.0, warp_cached_teachers=True)
+    module._trainer = SimpleNamespace(training=True, global_step=5, global_rank=0)
+    gen = torch.Generator().manual_seed(0)
+    landmarks = 8 + 24 * torch.rand(3, 68, 2, generator=gen)  # stored-crop pixels
+    plain = module.augmenter(torch.zeros(3, 40, 40, 3, dtype=torch.uint8), landmarks)[1]
+    batch = {"image": torch.zeros(3, 40, 40, 3, dtype=torch.uint8), "landmarks": landmarks,
+             "tough": module.codec.encode(plain), "tolerant": module.codec.encode(plain + 0.5)}
+    batch = module.on_after_batch_transfer(batch, 0)
+    moved = module.codec.encode(batch["points"])
+    assert not torch.allclose(moved, module.codec.encode(plain), atol=1e-2)  # the step did augment
+    torch.testing.assert_close(batch["tough"], moved, atol=1e-4, rtol=0)
+    assert not torch.allclose(batch["tolerant"], moved, atol=1e-3)  # the offset teacher stays offset
+    module.hparams.warp_cached_teachers = False
+    with pytest.raises(Exception, match="teacher_cache=warp"):
+        module.on_after_batch_transfer({"image": batch["image"], "landmarks": landmarks,
+                                        "tough": batch["tough"]}, 0)
+
+
+def asdict_info(info: ModelInfo) -> dict:
+    from dataclasses import asdict
+
+    return asdict(info)
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])

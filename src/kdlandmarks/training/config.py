@@ -43,7 +43,10 @@ class RoleConfig:
     dropout: float | None = None  # None: the architecture's default (teacher 0.5, student 0)
     loss: str = "l2"  # l2 | l1 | kd (student only)
     kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
-    teacher_cache: bool = True  # cache frozen teachers' outputs per stored sample (needs augment: none)
+    # true: frozen teachers' outputs cached once per stored sample (fixed inputs: needs augment null);
+    # warp: cached on each sample's plain crop and moved with every step's fresh augmentation, like the
+    # ground truth (assumes the teacher follows the warp); false: teachers run online on every batch
+    teacher_cache: bool | str = field(default=True, metadata={"choices": ("warp",)})
     select: str = "last"  # last | best-val (validation split carved from train)
     backbone_weights: str | None = None  # local weight file to start the backbone from (default: random, as the paper)
     init_weights: str | None = None  # a model to start the whole network from (fine-tuning): file, .ckpt, run
@@ -96,13 +99,15 @@ def _build(cls, spec: Any, where: str):
         if is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{where}.{key}")
         else:
-            kwargs[key] = _coerce(value, default, f"{where}.{key}")
+            kwargs[key] = _coerce(value, default, f"{where}.{key}", known[key].metadata.get("choices", ()))
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def _coerce(value: Any, default: Any, where: str, choices: tuple[str, ...] = ()) -> Any:
     if default is None or value is None or isinstance(default, (dict, list)):
         return value
+    if isinstance(value, str) and value.lower() in choices:  # a named mode beside a bool field's true/false
+        return value.lower()
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -118,7 +123,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
                 raise ValueError(value)
         return type(default)(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a valid {type(default).__name__}") from None
+        expected = " or ".join((type(default).__name__, *choices))
+        raise ConfigError(f"{where}: {value!r} is not a valid {expected}") from None
 
 
 def shipped_recipes() -> list[str]:

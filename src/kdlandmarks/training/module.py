@@ -1,7 +1,8 @@
 """The LightningModule shared by teachers and students: warp/augment on device, regress, log NME.
 
 Teachers learn hard (Tough) or soft (Tolerant) landmarks with L2; students learn with L2, L1 or
-KD-Loss, taking the teachers' outputs from the cache in the batch or running frozen teachers online.
+KD-Loss, taking the teachers' outputs from the cache in the batch (moved with each step's augmentation
+under `teacher_cache: warp`) or running frozen teachers online.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class LandmarkModule(L.LightningModule):
                  weight_decay: float = 0.0, optimizer: str = "adam", schedule: str = "keras",
                  warmup: float = 0.3, augment: dict[str, float] | None = None, source_size: int = 160,
                  window: float = 128.0, seed: int = 0, channels_last: bool = False,
-                 online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None) -> None:
+                 online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None,
+                 warp_cached_teachers: bool = False) -> None:
         super().__init__()
         # The argument name "kdlandmarks" (ModelInfo) and the attribute `model` are the checkpoint layout that
         # models.read_training_checkpoint reads (CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX): keep them.
@@ -74,14 +76,28 @@ class LandmarkModule(L.LightningModule):
         seed = self.hparams.seed + 7919 * self.global_rank
         generator = batch_generator(seed, self.global_step) if train else None
         extra = [batch["soft"].float()] if "soft" in batch else []
+        cached = [n for n in ("tough", "tolerant") if n in batch]
+        augmenting = generator is not None and self.augmenter.config.enabled
+        if augmenting and cached:
+            if not self.hparams.warp_cached_teachers:
+                raise KDLandmarksError("cached teacher outputs need a fixed input: set data.augment to null "
+                                       "(offline copies), student.teacher_cache=warp, or train with online teachers")
+            extra += [self._cached_to_source(batch[n]) for n in cached]
         x, pts, moved = self.augmenter(batch["image"], batch["landmarks"].float(), generator, extra)
         batch["input"], batch["points"] = x, pts
-        if moved:
-            batch["soft_points"] = moved[0]
-        if generator is not None and self.augmenter.config.enabled and ("tough" in batch or "tolerant" in batch):
-            raise KDLandmarksError("cached teacher outputs need a fixed input: set data.augment to null "
-                                   "(offline copies) or train with online teachers")
+        if "soft" in batch:
+            batch["soft_points"] = moved.pop(0)
+        if augmenting and cached:
+            # the teachers saw the plain crop; their points follow this step's warp (and flip swap) like the labels
+            for name, points in zip(cached, moved):
+                batch[name] = self.codec.encode(points)
         return batch
+
+    def _cached_to_source(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Cached teacher outputs (normalised, on the plain input) as points in stored-crop pixels."""
+        points = self.codec.decode(outputs.float())
+        plain = self.augmenter.output_to_source(None, 1)[0].to(points)
+        return points @ plain[:2, :2].T + plain[:2, 2]
 
     def _teacher(self, batch: dict, name: str) -> torch.Tensor | None:
         if name in batch:

@@ -170,10 +170,11 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, toug
         teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
                          for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
     init = _check_init(cfg.init_weights, cfg.arch, store) if cfg.init_weights else None
-    use_cache = loss == "kd" and cfg.teacher_cache and not online_teachers
-    if use_cache and augment:
+    use_cache = loss == "kd" and cfg.teacher_cache is not False and not online_teachers
+    if use_cache and augment and cfg.teacher_cache != "warp":
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
-                          "`prepare --copies`) or pass --online-teachers")
+                          "`prepare --copies`), set student.teacher_cache=warp (cached outputs moved with each "
+                          "augmentation) or pass --online-teachers")
     return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, init, use_cache)
 
 
@@ -236,6 +237,7 @@ def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
         source_size=plan.store.store_size, window=plan.store.window, seed=recipe.trainer.seed,
         channels_last=recipe.trainer.channels_last,
         online_teachers={n: str(p) for n, p in plan.teacher_paths.items()} if (kd and not plan.use_cache) else None,
+        warp_cached_teachers=plan.use_cache and plan.cfg.teacher_cache == "warp",
         backbone_weights=cfg.backbone_weights,
     )
     if plan.init is not None:  # a resumed run then replaces these weights with its checkpoint's
@@ -369,7 +371,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
-        "teacher_cache": plan.use_cache,
+        "teacher_cache": "warp" if plan.use_cache and plan.cfg.teacher_cache == "warp" else plan.use_cache,
     }
     if trainer.is_global_zero:
         _save_selected(out, trainer, module, checkpoint, plan.cfg, info, summary)

@@ -2,8 +2,10 @@
 
 The teachers do not change while the student learns, and with offline-augmented copies the
 student's inputs are fixed too, so each teacher's prediction per sample is a constant. Caching them
-makes KD training cost about what plain L2 training costs. Online teacher inference stays available
-for on-the-fly augmentation.
+makes KD training cost about what plain L2 training costs. With fresh augmentation every step there
+are two ways on: run the teachers online (exact, about 4x the cost), or `teacher_cache: warp`, which
+keeps the outputs cached on each sample's plain crop and moves them with the step's warp and flip
+swap like the labels (training/module.py), assuming the teacher's prediction follows the warp.
 """
 from __future__ import annotations
 
