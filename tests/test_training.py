@@ -434,6 +434,40 @@ def test_warped_cache_moves_teacher_points_like_the_labels():
                                         "tough": batch["tough"]}, 0)
 
 
+def test_teacher_flip_test_is_mirror_equivariant():
+    """The flip-test output on a mirrored image is the mirrored (relabelled) output on the image, for any net."""
+    from kdlandmarks.codec import LandmarkCodec
+    from kdlandmarks.schemes import get_scheme
+    from kdlandmarks.training.teacher_cache import flip_tested
+
+    torch.manual_seed(0)
+    model = create_model(ARCH, 68, 0.0).eval()
+    codec, scheme = LandmarkCodec(32, "normalized"), get_scheme("300w")
+    flip_index = torch.as_tensor(scheme.flip_index)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        on_image = codec.decode(flip_tested(model, x, codec, flip_index)).numpy()
+        on_mirror = codec.decode(flip_tested(model, x.flip(-1), codec, flip_index)).numpy()
+        single = codec.decode(model(x)).numpy()
+    np.testing.assert_allclose(on_mirror, scheme.flip(on_image, 32), atol=1e-4)
+    assert np.abs(on_image - single).max() > 1e-3  # the average differs from the single view
+
+
+def test_kd_with_teacher_flip_test_cached_matches_online(env, kd_cached):
+    cached, online = env.runs / "kd-flip-cached", env.runs / "kd-flip-online"
+    assert student(env, cached, *kd_args(env), "--set", "student.teacher_flip_test=true") == 0
+    assert student(env, online, *kd_args(env), "--online-teachers", "--set", "student.teacher_flip_test=true") == 0
+    assert len(list((env.store / "teacher_cache").glob("*.npy"))) == 4  # plain and flip-test caches side by side
+    a, _ = load_model(cached / "model.pt")
+    b, _ = load_model(online / "model.pt")
+    plain, _ = load_model(kd_cached / "model.pt")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        if pa.is_floating_point():
+            torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-3, msg=name)
+    assert any(not torch.allclose(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values())
+               if pa.is_floating_point())  # the flip-test teachers taught something else
+
+
 def asdict_info(info: ModelInfo) -> dict:
     from dataclasses import asdict
 

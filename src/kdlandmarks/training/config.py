@@ -47,6 +47,7 @@ class RoleConfig:
     # warp: cached on each sample's plain crop and moved with every step's fresh augmentation, like the
     # ground truth (assumes the teacher follows the warp); false: teachers run online on every batch
     teacher_cache: bool | str = field(default=True, metadata={"choices": ("warp",)})
+    teacher_flip_test: bool = False  # KD: each teacher output is the flip-test average of plain and mirrored view
     select: str = "last"  # last | best-val (validation split carved from train)
     backbone_weights: str | None = None  # local weight file to start the backbone from (default: random, as the paper)
     init_weights: str | None = None  # a model to start the whole network from (fine-tuning): file, .ckpt, run

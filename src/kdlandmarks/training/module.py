@@ -19,6 +19,7 @@ from ..losses import REGRESSION_LOSSES, KDLoss
 from ..metrics import nme_per_image
 from ..models import ModelInfo, create_model, load_model
 from ..schemes import get_scheme
+from .teacher_cache import flip_tested
 
 
 class TrainingDiverged(KDLandmarksError):
@@ -32,7 +33,7 @@ class LandmarkModule(L.LightningModule):
                  warmup: float = 0.3, augment: dict[str, float] | None = None, source_size: int = 160,
                  window: float = 128.0, seed: int = 0, channels_last: bool = False,
                  online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None,
-                 warp_cached_teachers: bool = False) -> None:
+                 warp_cached_teachers: bool = False, teacher_flip_test: bool = False) -> None:
         super().__init__()
         # The argument name "kdlandmarks" (ModelInfo) and the attribute `model` are the checkpoint layout that
         # models.read_training_checkpoint reads (CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX): keep them.
@@ -104,6 +105,9 @@ class LandmarkModule(L.LightningModule):
             return batch[name].float()
         if name in self._online:
             with torch.no_grad():
+                if self.hparams.teacher_flip_test:
+                    flip_index = torch.as_tensor(self.scheme.flip_index)
+                    return flip_tested(self._online[name], batch["input"], self.codec, flip_index)
                 return self._online[name](batch["input"]).float()
         return None
 

@@ -121,7 +121,9 @@ def _quiet_lightning() -> None:
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for pattern in (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*smaller than the logging interval.*", ".*exists and is not empty.*"):
+                    ".*smaller than the logging interval.*", ".*exists and is not empty.*",
+                    # a max_steps stop mid-epoch ends before that epoch's validation; run.py validates after
+                    ".*could not find the monitored key.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -169,6 +171,9 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, toug
         given = {"tough": tough, "tolerant": tolerant}
         teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
                          for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
+        if cfg.teacher_flip_test and not store.scheme.flip_pairs:
+            raise ConfigError(f"student.teacher_flip_test needs flip pairs, and the store's landmark scheme "
+                              f"{store.scheme_ref!r} has none")
     init = _check_init(cfg.init_weights, cfg.arch, store) if cfg.init_weights else None
     use_cache = loss == "kd" and cfg.teacher_cache is not False and not online_teachers
     if use_cache and augment and cfg.teacher_cache != "warp":
@@ -220,7 +225,8 @@ def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool)
     cached = {}
     if plan.use_cache:
         device = "cuda" if accelerator != "cpu" else "cpu"
-        cached = {n: teacher_outputs(p, plan.store, recipe.input_size, device=device, progress=progress)
+        cached = {n: teacher_outputs(p, plan.store, recipe.input_size, device=device, progress=progress,
+                                     flip_test=plan.cfg.teacher_flip_test)
                   for n, p in plan.teacher_paths.items()}
     return StoreDataModule(plan.store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,
                            recipe.data.num_workers, soft=(plan.target == "soft"), teacher_outputs=cached)
@@ -238,6 +244,7 @@ def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
         channels_last=recipe.trainer.channels_last,
         online_teachers={n: str(p) for n, p in plan.teacher_paths.items()} if (kd and not plan.use_cache) else None,
         warp_cached_teachers=plan.use_cache and plan.cfg.teacher_cache == "warp",
+        teacher_flip_test=kd and cfg.teacher_flip_test,
         backbone_weights=cfg.backbone_weights,
     )
     if plan.init is not None:  # a resumed run then replaces these weights with its checkpoint's

@@ -6,6 +6,8 @@ makes KD training cost about what plain L2 training costs. With fresh augmentati
 are two ways on: run the teachers online (exact, about 4x the cost), or `teacher_cache: warp`, which
 keeps the outputs cached on each sample's plain crop and moves them with the step's warp and flip
 swap like the labels (training/module.py), assuming the teacher's prediction follows the warp.
+`teacher_flip_test` gives the student each teacher's flip-test average (plain and mirrored view) instead
+of its single-view output: a more accurate teacher for one more forward pass per sample.
 """
 from __future__ import annotations
 
@@ -18,28 +20,42 @@ import numpy as np
 import torch
 
 from ..augment import AugmentConfig, BatchAugmenter
+from ..codec import LandmarkCodec
 from ..errors import DataError
 from ..fileio import atomic_path
 from ..models import load_model
 from ..store import FaceStore
 
 
-def cache_key(teacher_path: Path, input_size: int) -> str:
+def cache_key(teacher_path: Path, input_size: int, flip_test: bool = False) -> str:
     h = hashlib.sha256()
     with open(teacher_path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     h.update(str(input_size).encode())
+    if flip_test:  # keeps the keys of caches written before the flip test existed
+        h.update(b"flip-test")
     return h.hexdigest()[:16]
+
+
+def flip_tested(model: torch.nn.Module, x: torch.Tensor, codec: LandmarkCodec, flip_index: torch.Tensor) -> torch.Tensor:
+    """(B, 2N) outputs of `model` on (B, 3, S, S) inputs, averaged with its prediction on each mirrored input
+    mirrored back and relabelled (the flip test), in one forward pass of 2B images."""
+    b = x.shape[0]
+    points = codec.decode(model(torch.cat([x, x.flip(-1)])).float())
+    back = points[b:, flip_index.to(points.device)].clone()
+    back[..., 0] = (codec.input_size - 1) - back[..., 0]
+    return codec.encode(0.5 * (points[:b] + back))
 
 
 @torch.no_grad()
 def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int, batch_size: int = 128,
-                    device: str = "cpu", progress: bool = True) -> np.ndarray:
-    """(M, 2N) float32 teacher predictions (normalised space) for every sample of the store, cached on disk."""
+                    device: str = "cpu", progress: bool = True, flip_test: bool = False) -> np.ndarray:
+    """(M, 2N) float32 teacher predictions (normalised space) for every sample of the store, cached on disk;
+    flip_test: each the average of the plain and the mirrored view (costs two forward passes per sample)."""
     teacher_path = Path(teacher_path)
     cache_dir = store.path / "teacher_cache"
-    target = cache_dir / f"{cache_key(teacher_path, input_size)}.npy"
+    target = cache_dir / f"{cache_key(teacher_path, input_size, flip_test)}.npy"
     if target.is_file():
         return np.load(target)
     failed = target.with_name(f".{target.stem}.failed")
@@ -53,7 +69,7 @@ def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int,
         return np.load(target)
     failed.unlink(missing_ok=True)
     try:
-        return _compute(teacher_path, store, input_size, batch_size, device, progress, target)
+        return _compute(teacher_path, store, input_size, batch_size, device, progress, target, flip_test)
     except BaseException as exc:
         # tell the waiting ranks, so they stop instead of polling forever
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -62,11 +78,13 @@ def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int,
 
 
 def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: int, device: str,
-             progress: bool, target: Path) -> np.ndarray:
+             progress: bool, target: Path, flip_test: bool) -> np.ndarray:
     from tqdm import tqdm
 
     model, info = load_model(teacher_path, map_location=device)
     model.to(device).eval()
+    codec = LandmarkCodec(info.input_size, info.space)
+    flip_index = torch.as_tensor(store.scheme.flip_index)
     warp = BatchAugmenter(AugmentConfig.disabled(), None, input_size, store.store_size, store.window)
     out = np.zeros((len(store), 2 * info.num_points), np.float32)
     for start in tqdm(range(0, len(store), batch_size), desc=f"teacher cache {teacher_path.name}",
@@ -75,7 +93,8 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
         images = torch.from_numpy(np.array(store.images[start:stop])).to(device)
         x, _, _ = warp(images, torch.zeros(stop - start, info.num_points, 2, device=device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            out[start:stop] = model(x).float().cpu().numpy()
+            y = flip_tested(model, x, codec, flip_index) if flip_test else model(x)
+            out[start:stop] = y.float().cpu().numpy()
     with atomic_path(target) as tmp:
         np.save(tmp, out)
     return out

@@ -1,0 +1,35 @@
+#!/bin/bash
+# The students of the staged CPU campaign (issue "Accuracy, part 2"), all at one budget, seed and data:
+# KD (both widths), plain L2 and L1 (both widths), and the two single-teacher ablations of the full student.
+# Run from the repository root once the teachers are final; ONLY="kd-lite l1-lite" picks runs, CORE picks the
+# core (run two invocations side by side, CORE=0 and CORE=1, with disjoint ONLY lists). Each run is one
+# stage of at most ~150 minutes on one core (MobileNetV2-1.0 ~17 samples/s there, -0.5 ~55).
+#   TOUGH=results/300w-cpu-v3/tough-r18-s2-fp16.pt TOLERANT=results/300w-cpu-v3/tolerant-r18-s2-fp16.pt \
+#     CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
+set -euo pipefail
+RUNS=${RUNS:-$HOME/kdl-runs/v3}
+STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
+TOUGH=${TOUGH:?the final Tough-Teacher}
+TOLERANT=${TOLERANT:?the final Tolerant-Teacher}
+EPOCHS=${EPOCHS:-80}
+CACHE=${CACHE:-warp}   # how KD gets the teachers' outputs: warp | false (online); see benchmarks/kd_teacher_outputs
+CORE=${CORE:-0}
+ONLY=${ONLY:-kd-full kd-lite l2-full l2-lite l1-full l1-lite kd-tough-full kd-tolerant-full}
+kd=(--loss kd --tough "$TOUGH" --tolerant "$TOLERANT" --set student.teacher_cache="$CACHE")
+for run in $ONLY; do
+  case $run in
+    *-full) arch=mobilenetv2_100 ;;
+    *-lite) arch=mobilenetv2_050 ;;
+    *) echo "unknown run $run" >&2; exit 2 ;;
+  esac
+  case $run in
+    kd-tough-*) loss=("${kd[@]}" --set "student.kd.teachers=[tough]") ;;
+    kd-tolerant-*) loss=("${kd[@]}" --set "student.kd.teachers=[tolerant]") ;;
+    kd-*) loss=("${kd[@]}") ;;
+    l2-*) loss=(--loss l2) ;;
+    l1-*) loss=(--loss l1) ;;
+  esac
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c "$CORE" kdlandmarks train student --config 300w-cpu \
+      --store "$STORE" --out "$RUNS/student-$run" --set student.arch=$arch --set student.epochs="$EPOCHS" \
+      "${loss[@]}" --quiet > "$RUNS/student-$run.log" 2>&1
+done
