@@ -11,8 +11,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Each name has three files in WEIGHTS_DIR: <name>.pt (models.save_model), <name>.onnx (kdlandmarks export:
 # onnxruntime inference without importing torch) and its card <name>.md.
 SHIPPED: dict[str, str] = {
-    "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.84 %; ~4 ms/face on 2 CPU cores",
-    "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 5.38 %; ~1.3 ms/face on 2 CPU cores",
+    "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.84 %; 4.2 ms/face (onnxruntime, 2 CPU cores)",
+    "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 5.38 %; 1.25 ms/face (onnxruntime, 2 CPU cores)",
 }
 DEFAULT_MODEL = "kd-student-300w-lite"
 
