@@ -6,11 +6,12 @@
 # Each finished stage is kept here in fp16 (no optimiser state), so the next stage can start from it on a
 # fresh machine with --init.
 #
-# Backbone: ResNet-18 (timm) instead of the paper's EfficientNet-B3 for the CPU campaign: measured here
+# Backbone: ResNet-18 (timm; 300w-cpu's teacher) instead of the paper's EfficientNet-B3: measured here
 # (benchmarks/teacher_backbones.py, 128 px, batch 32, two threads, idle machine) it trains 1.9x as many samples per
 # CPU-second as B3, and B3 from scratch at this budget fails on a quarter of the test faces.
 #
-#   STAGE=1 results/300w-cpu-v3/run.sh     # 40 epochs from scratch (one-cycle, AdamW 2e-3, L1)
+#   STAGE=1 results/300w-cpu-v3/run.sh     # 40 epochs from scratch (one-cycle, AdamW 2e-3, L1); ran 2026-12-02
+#                                            as `--set teacher.arch=resnet18`, before that became the default
 #   STAGE=2 results/300w-cpu-v3/run.sh     # from stage 1's weights, a fresh one-cycle at lr 1e-3
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
@@ -28,7 +29,7 @@ for kind in tough tolerant; do
     init=(--init "$HERE/$kind-r18-s$((STAGE - 1))-fp16.pt" --set teacher.lr=${LR:-1e-3})
   fi
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c $core kdlandmarks train teacher --kind $kind --config 300w-cpu \
-      --store "$STORE" --out "$RUNS/$kind-r18-s$STAGE" --set teacher.arch=resnet18 --set teacher.epochs="$EPOCHS" \
+      --store "$STORE" --out "$RUNS/$kind-r18-s$STAGE" --set teacher.epochs="$EPOCHS" \
       "${init[@]}" --quiet > "$RUNS/$kind-r18-s$STAGE.log" 2>&1 &
   core=$((core + 1))
 done
