@@ -44,5 +44,6 @@ for kind in tough tolerant; do
     tag=$(echo "$extra" | tr -d '-'); tag=${tag:-gt}
     kdlandmarks evaluate --model "$keep-fp16.pt" --dataset 300w --root "$DATA" --split lfpw/testset \
         --out "$keep/eval-$tag" $extra
+    rm -r "$keep/eval-$tag/pts"  # per-face predictions stay out of the repository
   done
 done
