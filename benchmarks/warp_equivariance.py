@@ -48,8 +48,7 @@ def main() -> None:
     landmarks = torch.from_numpy(np.asarray(store.landmarks)[val]).float()
     plain_x, _, _ = augmenter(images, landmarks)
     plain_pts = codec.decode(model(plain_x).float())
-    out_to_src = augmenter.output_to_source(None, 1)[0]
-    cached_src = plain_pts @ out_to_src[:2, :2].T + out_to_src[:2, 2]
+    cached_src = augmenter.plain_to_source(plain_pts)
     online_err, warped_err, gap = [], [], []
     for r in range(args.repeats):
         x, gt, (moved,) = augmenter(images, landmarks, batch_generator(1234, r), [cached_src])

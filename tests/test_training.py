@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -414,9 +415,9 @@ def test_warped_cache_moves_teacher_points_like_the_labels():
     from kdlandmarks.training.module import LandmarkModule
 
     info = ModelInfo(arch=ARCH, num_points=68, input_size=32, scheme="300w")
-    module = LandmarkModule(asdict_info(info), loss="kd", augment={"rotation": 0.4, "flip": 1.0, "scale": 0.1,
-                                                                     "translate": 0.05},
-                            source_size=40, window=32.0, warp_cached_teachers=True)
+    augment = {"rotation": 0.4, "flip": 1.0, "scale": 0.1, "translate": 0.05}
+    module = LandmarkModule(asdict(info), loss="kd", augment=augment, source_size=40, window=32.0,
+                            warp_cached_teachers=True)
     module._trainer = SimpleNamespace(training=True, global_step=5, global_rank=0)
     gen = torch.Generator().manual_seed(0)
     landmarks = 8 + 24 * torch.rand(3, 68, 2, generator=gen)  # stored-crop pixels
@@ -466,12 +467,6 @@ def test_kd_with_teacher_flip_test_cached_matches_online(env, kd_cached):
             torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-3, msg=name)
     assert any(not torch.allclose(pa, pp) for pa, pp in zip(a.state_dict().values(), plain.state_dict().values())
                if pa.is_floating_point())  # the flip-test teachers taught something else
-
-
-def asdict_info(info: ModelInfo) -> dict:
-    from dataclasses import asdict
-
-    return asdict(info)
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])

@@ -131,6 +131,11 @@ class BatchAugmenter:
         m[:, 1, 2] = centre_src + shift_y - (m[:, 1, 0] * centre_out + m[:, 1, 1] * centre_out)
         return m
 
+    def plain_to_source(self, points: torch.Tensor) -> torch.Tensor:
+        """(..., N, 2) points in the pixels of the un-augmented input -> stored-crop pixels (where labels live)."""
+        plain = self.output_to_source(None, 1)[0].to(points)
+        return points @ plain[:2, :2].T + plain[:2, 2]
+
     def __call__(self, images: torch.Tensor, landmarks: torch.Tensor, generator: torch.Generator | None = None,
                  extra_points: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """images uint8 (B, H, W, 3); landmarks (B, N, 2) source pixels. generator None = no augmentation.

@@ -83,7 +83,7 @@ class LandmarkModule(L.LightningModule):
             if not self.hparams.warp_cached_teachers:
                 raise KDLandmarksError("cached teacher outputs need a fixed input: set data.augment to null "
                                        "(offline copies), student.teacher_cache=warp, or train with online teachers")
-            extra += [self._cached_to_source(batch[n]) for n in cached]
+            extra += [self.augmenter.plain_to_source(self.codec.decode(batch[n].float())) for n in cached]
         x, pts, moved = self.augmenter(batch["image"], batch["landmarks"].float(), generator, extra)
         batch["input"], batch["points"] = x, pts
         if "soft" in batch:
@@ -93,12 +93,6 @@ class LandmarkModule(L.LightningModule):
             for name, points in zip(cached, moved):
                 batch[name] = self.codec.encode(points)
         return batch
-
-    def _cached_to_source(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Cached teacher outputs (normalised, on the plain input) as points in stored-crop pixels."""
-        points = self.codec.decode(outputs.float())
-        plain = self.augmenter.output_to_source(None, 1)[0].to(points)
-        return points @ plain[:2, :2].T + plain[:2, 2]
 
     def _teacher(self, batch: dict, name: str) -> torch.Tensor | None:
         if name in batch:
