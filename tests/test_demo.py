@@ -12,6 +12,7 @@ def test_demo_writes_report(tmp_path, capsys):
     assert code == 0
     report = (out / "report.md").read_text()
     for part in ("Tough-Teacher", "Tolerant-Teacher", "L2 (baseline)", "KD-Loss (student)", "kd-student-300w",
+                 "kd-teacher-300w-tough",
                  "comparison/ced.png", "photo_landmarks.jpg"):
         assert part in report
     assert (out / "comparison" / "ced.png").stat().st_size > 0

@@ -162,6 +162,22 @@ def test_each_point_returns_to_its_own_index():
     np.testing.assert_allclose(merge_flip_views(pts, pts, W300, S), expected, atol=1e-12)
 
 
+def test_flip_and_merge_take_torch_tensors_like_numpy_arrays():
+    """The training loop's flip test (teacher_cache.flip_tested) runs LandmarkScheme.flip and
+    merge_flip_views on torch tensors: same numbers as numpy, the tensor's dtype kept, the input untouched."""
+    rng = np.random.default_rng(1)
+    plain, mirrored = rng.uniform(0, S - 1, (2, 3, 68, 2))
+    t_plain, t_mirrored = torch.tensor(plain, dtype=torch.float32), torch.tensor(mirrored, dtype=torch.float32)
+    before = t_mirrored.clone()
+    flipped = W300.flip(t_mirrored, S)
+    assert isinstance(flipped, torch.Tensor) and flipped.dtype == torch.float32
+    torch.testing.assert_close(t_mirrored, before)
+    np.testing.assert_allclose(flipped.numpy(), W300.flip(mirrored, S), atol=1e-5)
+    merged = merge_flip_views(t_plain, t_mirrored, W300, S)
+    assert isinstance(merged, torch.Tensor)
+    np.testing.assert_allclose(merged.numpy(), merge_flip_views(plain, mirrored, W300, S), atol=1e-5)
+
+
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_equivariant_network_gives_the_same_points_with_and_without_flip_test(five_point_scheme, symmetric):
     """For a network that is exactly mirror-equivariant flip test changes nothing, on a symmetric synthetic

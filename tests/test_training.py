@@ -22,6 +22,7 @@ from kdlandmarks.models import ModelInfo, create_model, load_model, save_model
 from kdlandmarks.store import FaceStore
 from kdlandmarks.training.config import load_recipe, shipped_recipes
 from kdlandmarks.training.data import split_faces
+from kdlandmarks.zoo import SHIPPED
 
 ARCH = "mobilenetv2_050"
 # the paper's recipe (Adam + Keras decay, L2 teachers, teacher cache, fixed copies), made tiny and CPU-only
@@ -297,6 +298,24 @@ def test_last_checkpoint_written_every_epoch(env, monkeypatch, capsys):
     assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
 
 
+
+def test_kd_student_takes_shipped_teacher_names(env, kd_cached, monkeypatch):
+    """`--tough NAME --tolerant NAME` with shipped teachers' names: the same student as from their files."""
+    weights = env.base / "weights"
+    weights.mkdir(exist_ok=True)
+    for kind in ("tough", "tolerant"):
+        shutil.copy(env.runs / kind / "model.pt", weights / f"teacher-{kind}.pt")
+        monkeypatch.setitem(SHIPPED, f"teacher-{kind}", "a test teacher")
+    monkeypatch.setattr("kdlandmarks.zoo.WEIGHTS_DIR", weights)
+    out = env.runs / "kd-shipped-names"
+    assert student(env, out, "--loss", "kd", "--tough", "teacher-tough", "--tolerant", "teacher-tolerant") == 0
+    a, _ = load_model(kd_cached / "model.pt")
+    b, _ = load_model(out / "model.pt")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        if pa.is_floating_point():
+            torch.testing.assert_close(pa, pb, msg=name)
+
+
 # ---------------------------------------------------------------- errors before training
 
 
@@ -444,11 +463,10 @@ def test_teacher_flip_test_is_mirror_equivariant():
     torch.manual_seed(0)
     model = create_model(ARCH, 68, 0.0).eval()
     codec, scheme = LandmarkCodec(32, "normalized"), get_scheme("300w")
-    flip_index = torch.as_tensor(scheme.flip_index)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        on_image = codec.decode(flip_tested(model, x, codec, flip_index)).numpy()
-        on_mirror = codec.decode(flip_tested(model, x.flip(-1), codec, flip_index)).numpy()
+        on_image = codec.decode(flip_tested(model, x, codec, scheme)).numpy()
+        on_mirror = codec.decode(flip_tested(model, x.flip(-1), codec, scheme)).numpy()
         single = codec.decode(model(x)).numpy()
     np.testing.assert_allclose(on_mirror, scheme.flip(on_image, 32), atol=1e-4)
     assert np.abs(on_image - single).max() > 1e-3  # the average differs from the single view

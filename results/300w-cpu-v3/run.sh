@@ -19,11 +19,12 @@ DATA=${DATA:-../shared/data/300w}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
 STAGE=${STAGE:-1}
 EPOCHS=${EPOCHS:-40}
+KINDS=${KINDS:-tough tolerant}  # e.g. KINDS=tough CORE=0 to train one teacher and leave the other core free
+core=${CORE:-0}
 HERE=results/300w-cpu-v3
 [ -f "$STORE/meta.json" ] || kdlandmarks prepare --dataset 300w --root "$DATA" --split train --size 128 --copies 1 --out "$STORE"
 [ -f "$STORE/soft_landmarks.npy" ] || kdlandmarks asm --store "$STORE"
-core=0
-for kind in tough tolerant; do
+for kind in $KINDS; do
   init=()
   if [ "$STAGE" -gt 1 ]; then
     init=(--init "$HERE/$kind-r18-s$((STAGE - 1))-fp16.pt" --set teacher.lr=${LR:-1e-3})
@@ -35,7 +36,7 @@ for kind in tough tolerant; do
 done
 wait
 # keep each stage in fp16 with its config, summary and training log; score it on validation and LFPW test
-for kind in tough tolerant; do
+for kind in $KINDS; do
   run="$RUNS/$kind-r18-s$STAGE"; keep="$HERE/$kind-r18-s$STAGE"
   mkdir -p "$keep"
   python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run/model.pt'); save_model('$keep-fp16.pt', m, i, half=True)"

@@ -106,8 +106,8 @@ def _write_report(out: Path, table: str, picture: Path, seconds: float, asm: dic
 
 The whole KD-Loss method (Fard & Mahoor, CVIU 2022) at toy scale on the faces bundled with the
 package: {recipe.input_size} px input, {recipe.copies} stored copies per face, 24 training faces.
-**Toy scale: these numbers only show that every stage runs.** The shipped students' rows are the models
-trained on 2012 faces (see the README for its full evaluation).
+**Toy scale: these numbers only show that every stage runs.** The shipped models' rows (two students,
+two teachers) are the models trained on 2012 faces (see the README for their full evaluation).
 
 - Soft-landmarks: the ASM kept {asm['n_components']} principal components at {recipe.asm_variance:.0%} variance;
   mean hard-to-soft distance {asm['mean_distance_nme']:.2f}% (NME units).

@@ -91,11 +91,14 @@ def with_mirrors(batch: np.ndarray) -> np.ndarray:
     return np.concatenate([batch, batch[..., ::-1]])
 
 
-def merge_flip_views(plain: np.ndarray, mirrored: np.ndarray, scheme: Any, size: int) -> np.ndarray:
+def merge_flip_views(plain: Any, mirrored: Any, scheme: Any, size: int) -> Any:
     """The flip-test average of (..., N, 2) points in the pixels of a `size`-wide network input: `plain` on
     the input, `mirrored` on its mirror image. The mirrored view is mirrored back (x -> size - 1 - x) and
-    permuted with the scheme's flip_index, so that each point returns to its own index, then averaged."""
-    return 0.5 * (np.asarray(plain, dtype=np.float64) + scheme.flip(mirrored, size))
+    permuted with the scheme's flip_index, so that each point returns to its own index, then averaged.
+    numpy arrays (float64 out) or torch tensors (dtype and device kept: the training loop's teachers)."""
+    if not hasattr(plain, "new_tensor"):
+        plain = np.asarray(plain, dtype=np.float64)
+    return 0.5 * (plain + scheme.flip(mirrored, size))
 
 
 def run_flip_test(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, codec: Any, scheme: Any) -> np.ndarray:

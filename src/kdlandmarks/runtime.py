@@ -187,10 +187,11 @@ def torch_runner(model: Any, device: str) -> tuple[Runner, str]:
 
 def resolve_model_path(model: str | Path, backend: str | None) -> Path:
     """The file to run for a shipped name or a path. A shipped name resolves to its ONNX export when
-    onnxruntime is installed (fast start, small memory, no torch), unless backend "torch" is asked for."""
-    from .zoo import SHIPPED, resolve_model
+    onnxruntime is installed (fast start, small memory, no torch), unless backend "torch" is asked for or the
+    model ships without one (the teachers)."""
+    from .zoo import has_onnx, resolve_model
 
-    if backend is None and str(model) in SHIPPED and not missing(["onnxruntime"]):
+    if backend is None and has_onnx(str(model)) and not missing(["onnxruntime"]):
         backend = "onnx"
     return Path(resolve_model(model, backend=backend or "torch"))
 

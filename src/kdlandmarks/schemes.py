@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -46,9 +46,13 @@ class LandmarkScheme:
             perm[a], perm[b] = b, a
         return perm
 
-    def flip(self, landmarks: np.ndarray, width: float) -> np.ndarray:
-        """Mirror (..., N, 2) pixel-centre landmarks in an image `width` pixels wide and relabel them."""
-        out = np.array(landmarks, dtype=np.float64, copy=True)[..., self.flip_index, :]
+    def flip(self, landmarks: Any, width: float) -> Any:
+        """Mirror (..., N, 2) pixel-centre landmarks in an image `width` pixels wide and relabel them: a new
+        float64 numpy array, or for a torch tensor a new tensor of its dtype on its device (the training
+        loop's flip test uses this, without this module importing torch)."""
+        if not hasattr(landmarks, "new_tensor"):
+            landmarks = np.asarray(landmarks, dtype=np.float64)
+        out = landmarks[..., self.flip_index.tolist(), :]  # advanced indexing copies, in numpy and torch alike
         out[..., 0] = (width - 1) - out[..., 0]
         return out
 

@@ -8,13 +8,24 @@ from .errors import ModelError
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # name -> one line for `kdlandmarks models` (figures from the card: LFPW test, gt crop, inter-ocular).
-# Each name has three files in WEIGHTS_DIR: <name>.pt (models.save_model), <name>.onnx (kdlandmarks export:
-# onnxruntime inference without importing torch) and its card <name>.md.
+# Each name has its weights <name>.pt (models.save_model) and its card <name>.md in WEIGHTS_DIR; the students
+# also have <name>.onnx (kdlandmarks export: onnxruntime inference without importing torch).
 SHIPPED: dict[str, str] = {
     "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.84 %; 4.2 ms/face (onnxruntime, 2 CPU cores)",
     "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 5.38 %; 1.25 ms/face (onnxruntime, 2 CPU cores)",
+    "kd-teacher-300w-tough": "Tough-Teacher (hard landmarks), ResNet-18, 68 points, 128 px; LFPW test NME 4.08 %; PyTorch only",
+    "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-18, 68 points, 128 px; LFPW test NME 4.30 %; "
+                                "PyTorch only",
 }
 DEFAULT_MODEL = "kd-student-300w-lite"
+# The teachers ship so that users can distil students of their own (`train student --tough NAME`); they are
+# PyTorch-only: an ONNX copy would double their size for a model that is too slow to deploy anyway.
+TORCH_ONLY: frozenset[str] = frozenset({"kd-teacher-300w-tough", "kd-teacher-300w-tolerant"})
+
+
+def has_onnx(name: str) -> bool:
+    """Whether a shipped model comes with an ONNX export (every student does; the teachers do not)."""
+    return name in SHIPPED and name not in TORCH_ONLY
 
 
 def shipped_names() -> list[str]:
@@ -32,6 +43,8 @@ def resolve_model(name_or_path: str | Path, backend: str = "torch") -> Path:
     """The model file for a shipped model's name (its .onnx export for backend "onnx") or an existing path."""
     key = str(name_or_path)
     if key in SHIPPED:
+        if backend == "onnx" and not has_onnx(key):
+            raise ModelError(f"shipped model {key!r} has no ONNX export (it is PyTorch-only): use the torch backend")
         path = WEIGHTS_DIR / f"{key}.{'onnx' if backend == 'onnx' else 'pt'}"
         if not path.is_file():
             raise ModelError(f"shipped model {key!r}: its weight file {path} is missing from the installation")

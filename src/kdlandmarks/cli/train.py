@@ -27,8 +27,9 @@ def register(subparsers) -> None:
     s = roles.add_parser("student", help="train the student with L2/L1 (baseline) or KD-Loss")
     s.add_argument("--loss", choices=["l2", "l1", "smooth_l1", "wing", "kd"],
                    help="default: the recipe's loss for the role (teachers: l2, students: kd)")
-    s.add_argument("--tough", help="Tough-Teacher model file or run folder (KD)")
-    s.add_argument("--tolerant", help="Tolerant-Teacher model file or run folder (KD)")
+    s.add_argument("--tough", help="Tough-Teacher (KD): a shipped teacher (kd-teacher-300w-tough), a model file or a run folder")
+    s.add_argument("--tolerant", help="Tolerant-Teacher (KD): a shipped teacher (kd-teacher-300w-tolerant), a model file or a run "
+                        "folder")
     s.add_argument("--online-teachers", action="store_true",
                    help="run the teachers every step instead of caching their outputs (allows online augmentation)")
     _common(s)

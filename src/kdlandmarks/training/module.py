@@ -100,8 +100,7 @@ class LandmarkModule(L.LightningModule):
         if name in self._online:
             with torch.no_grad():
                 if self.hparams.teacher_flip_test:
-                    flip_index = torch.as_tensor(self.scheme.flip_index)
-                    return flip_tested(self._online[name], batch["input"], self.codec, flip_index)
+                    return flip_tested(self._online[name], batch["input"], self.codec, self.scheme)
                 return self._online[name](batch["input"]).float()
         return None
 

@@ -64,10 +64,13 @@ def _run_model_file(path: str | Path) -> Path:
 
 
 def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> Path:
-    """The teacher's model file, once it is known to see the student's inputs and speak its output space."""
+    """The teacher's model file (a path, a run folder or a shipped teacher's name), once it is known to see
+    the student's inputs and speak its output space."""
+    from ..zoo import resolve_model
+
     if not path:
         raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
-    p = _run_model_file(path)
+    p = resolve_model(_run_model_file(path))
     _, info = load_model(p)
     if info.num_points != store.num_points:
         raise ConfigError(f"{p}: the {name} teacher predicts {info.num_points} points but the store has {store.num_points}")

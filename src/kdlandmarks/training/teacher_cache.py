@@ -23,7 +23,9 @@ from ..augment import AugmentConfig, BatchAugmenter
 from ..codec import LandmarkCodec
 from ..errors import DataError
 from ..fileio import atomic_path
+from ..inference import merge_flip_views
 from ..models import load_model
+from ..schemes import LandmarkScheme
 from ..store import FaceStore
 
 
@@ -38,14 +40,12 @@ def cache_key(teacher_path: Path, input_size: int, flip_test: bool = False) -> s
     return h.hexdigest()[:16]
 
 
-def flip_tested(model: torch.nn.Module, x: torch.Tensor, codec: LandmarkCodec, flip_index: torch.Tensor) -> torch.Tensor:
+def flip_tested(model: torch.nn.Module, x: torch.Tensor, codec: LandmarkCodec, scheme: LandmarkScheme) -> torch.Tensor:
     """(B, 2N) outputs of `model` on (B, 3, S, S) inputs, averaged with its prediction on each mirrored input
-    mirrored back and relabelled (the flip test), in one forward pass of 2B images."""
+    mirrored back and relabelled (the flip test, as at inference), in one forward pass of 2B images."""
     b = x.shape[0]
     points = codec.decode(model(torch.cat([x, x.flip(-1)])).float())
-    back = points[b:, flip_index.to(points.device)].clone()
-    back[..., 0] = (codec.input_size - 1) - back[..., 0]
-    return codec.encode(0.5 * (points[:b] + back))
+    return codec.encode(merge_flip_views(points[:b], points[b:], scheme, codec.input_size))
 
 
 @torch.no_grad()
@@ -84,7 +84,6 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
     model, info = load_model(teacher_path, map_location=device)
     model.to(device).eval()
     codec = LandmarkCodec(info.input_size, info.space)
-    flip_index = torch.as_tensor(store.scheme.flip_index)
     warp = BatchAugmenter(AugmentConfig.disabled(), None, input_size, store.store_size, store.window)
     out = np.zeros((len(store), 2 * info.num_points), np.float32)
     for start in tqdm(range(0, len(store), batch_size), desc=f"teacher cache {teacher_path.name}",
@@ -93,7 +92,7 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
         images = torch.from_numpy(np.array(store.images[start:stop])).to(device)
         x, _, _ = warp(images, torch.zeros(stop - start, info.num_points, 2, device=device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            y = flip_tested(model, x, codec, flip_index) if flip_test else model(x)
+            y = flip_tested(model, x, codec, store.scheme) if flip_test else model(x)
             out[start:stop] = y.float().cpu().numpy()
     with atomic_path(target) as tmp:
         np.save(tmp, out)
