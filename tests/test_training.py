@@ -299,6 +299,25 @@ def test_last_checkpoint_written_every_epoch(env, monkeypatch, capsys):
 
 
 
+@pytest.mark.parametrize("extra", [[], ["--set", "data.augment={rotation: 0.2, flip: 0.5}",
+                                        "--set", "student.teacher_cache=warp"]], ids=["cached", "warp"])
+def test_resident_store_trains_the_same_student(env, extra):
+    """data.resident (the store on the training device, index-only batches): the same KD student, step for
+    step, as the loader that copies each sample (fixed copies with cached teachers, and fresh augmentation)."""
+    runs = {}
+    for resident in ("false", "true"):
+        out = env.runs / f"kd-resident-{resident}-{len(extra)}"
+        assert student(env, out, *kd_args(env), "--set", f"data.resident={resident}", *extra) == 0
+        runs[resident] = out
+    a, _ = load_model(runs["false"] / "model.pt")
+    b, _ = load_model(runs["true"] / "model.pt")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        if pa.is_floating_point():
+            torch.testing.assert_close(pa, pb, msg=name)
+    va = json.loads((runs["false"] / "summary.json").read_text())["last_val_nme"]
+    assert json.loads((runs["true"] / "summary.json").read_text())["last_val_nme"] == pytest.approx(va, abs=1e-4)
+
+
 def test_kd_student_takes_shipped_teacher_names(env, kd_cached, monkeypatch):
     """`--tough NAME --tolerant NAME` with shipped teachers' names: the same student as from their files."""
     weights = env.base / "weights"

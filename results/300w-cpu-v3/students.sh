@@ -3,17 +3,22 @@
 # KD (both widths), plain L2 and L1 (both widths), and the two single-teacher ablations of the full student.
 # Run from the repository root once the teachers are final; ONLY="kd-lite l1-lite" picks runs, CORE picks the
 # core (run two invocations side by side, CORE=0 and CORE=1, with disjoint ONLY lists). Each run is one
-# stage of at most ~150 minutes on one core (MobileNetV2-1.0 ~17 samples/s there, -0.5 ~55).
+# stage of at most ~150 minutes on one core (MobileNetV2-1.0 ~17 samples/s there, -0.5 ~55). Each finished run
+# is scored on LFPW test (plain and flip test) into results/300w-cpu-v3/student-RUN/ with its config, summary and
+# training log; only the two KD students, which ship, keep their weights here (fp16).
 #   TOUGH=results/300w-cpu-v3/tough-r18-s2-fp16.pt TOLERANT=results/300w-cpu-v3/tolerant-r18-s2-fp16.pt \
 #     CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
+DATA=${DATA:-../shared/data/300w}
+HERE=${HERE:-results/300w-cpu-v3}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
 TOUGH=${TOUGH:?the final Tough-Teacher}
 TOLERANT=${TOLERANT:?the final Tolerant-Teacher}
 EPOCHS=${EPOCHS:-80}
 CACHE=${CACHE:-warp}   # how KD gets the teachers' outputs: warp | false (online); see benchmarks/kd_teacher_outputs
 CORE=${CORE:-0}
+mkdir -p "$RUNS"
 ONLY=${ONLY:-kd-full kd-lite l2-full l2-lite l1-full l1-lite kd-tough-full kd-tolerant-full}
 kd=(--loss kd --tough "$TOUGH" --tolerant "$TOLERANT" --set student.teacher_cache="$CACHE")
 for run in $ONLY; do
@@ -32,4 +37,15 @@ for run in $ONLY; do
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c "$CORE" kdlandmarks train student --config 300w-cpu \
       --store "$STORE" --out "$RUNS/student-$run" --set student.arch=$arch --set student.epochs="$EPOCHS" \
       "${loss[@]}" --quiet > "$RUNS/student-$run.log" 2>&1
+  run_dir="$RUNS/student-$run"; keep="$HERE/student-$run"
+  mkdir -p "$keep/logs"; cp "$run_dir/config.yaml" "$run_dir/summary.json" "$keep/"; cp "$run_dir/logs/metrics.csv" "$keep/logs/"
+  model="$run_dir/model-fp16.pt"  # every row scores the fp16 weights, the form that ships
+  if [ "$run" = kd-full ] || [ "$run" = kd-lite ]; then model="$keep-fp16.pt"; fi
+  python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run_dir/model.pt'); save_model('$model', m, i, half=True)"
+  for extra in "" "--flip-test"; do
+    tag=$(echo "$extra" | tr -d '-'); tag=${tag:-gt}
+    OMP_NUM_THREADS=1 taskset -c "$CORE" kdlandmarks evaluate --model "$model" --dataset 300w --root "$DATA" \
+        --split lfpw/testset --out "$keep/eval-$tag" $extra
+    rm -r "$keep/eval-$tag/pts"  # per-face predictions stay out of the repository
+  done
 done

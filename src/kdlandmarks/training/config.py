@@ -28,6 +28,7 @@ class DataConfig:
     batch_size: int = 70
     num_workers: int = 0
     augment: dict[str, float] | None = None  # online augmentation (None: offline copies only)
+    resident: bool = False  # the whole store on the training device, batches gathered there (GPU: no loader)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Batches hold raw uint8 crops; the warp to the network input (and any online augmentation) runs on
 the batch after it reaches the model's device (see module.py), so the loader only copies memory
-and never starves the model.
+and never starves the model. With a resident store (data.resident) even that copy goes: the whole
+store is moved to the model's device once, batches carry sample indices only, and the module
+gathers each batch there (on a GPU, no host-to-device traffic per step and no loader workers).
 """
 from __future__ import annotations
 
@@ -31,17 +33,20 @@ def split_faces(store: FaceStore, val_fraction: float, seed: int) -> tuple[np.nd
 
 class StoreDataset(Dataset):
     def __init__(self, store: FaceStore, indices: np.ndarray, soft: bool = False,
-                 teacher_outputs: dict[str, np.ndarray] | None = None) -> None:
+                 teacher_outputs: dict[str, np.ndarray] | None = None, resident: bool = False) -> None:
         self.store = store
         self.indices = np.asarray(indices)
         self.soft = soft
         self.teacher_outputs = teacher_outputs or {}
+        self.resident = resident
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         j = int(self.indices[i])
+        if self.resident:  # the module gathers the sample from the store on its device
+            return {"index": torch.tensor(j)}
         item = {
             "image": torch.from_numpy(np.array(self.store.images[j])),
             "landmarks": torch.from_numpy(self.store.landmarks[j]),
@@ -56,21 +61,32 @@ class StoreDataset(Dataset):
 
 class StoreDataModule(L.LightningDataModule):
     def __init__(self, store: FaceStore, batch_size: int, val_fraction: float, seed: int, num_workers: int = 0,
-                 soft: bool = False, teacher_outputs: dict[str, np.ndarray] | None = None) -> None:
+                 soft: bool = False, teacher_outputs: dict[str, np.ndarray] | None = None,
+                 resident: bool = False) -> None:
         super().__init__()
         self.store = store
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.resident = resident
+        self.num_workers = 0 if resident else num_workers  # index batches: workers would only add overhead
+        self.soft = soft
+        self.teacher_outputs = teacher_outputs or {}
         self.train_idx, self.val_idx = split_faces(store, val_fraction, seed)
-        self.train_set = StoreDataset(store, self.train_idx, soft, teacher_outputs)
-        self.val_set = StoreDataset(store, self.val_idx, soft, teacher_outputs)
+        self.train_set = StoreDataset(store, self.train_idx, soft, teacher_outputs, resident)
+        self.val_set = StoreDataset(store, self.val_idx, soft, teacher_outputs, resident)
+
+    def resident_tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The whole store on `device`, by the batch keys that StoreDataset would give per sample."""
+        arrays = {"image": self.store.images, "landmarks": self.store.landmarks, **self.teacher_outputs}
+        if self.soft:
+            arrays["soft"] = self.store.soft_landmarks
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         # A ragged last training batch is dropped: on CPU every new batch shape costs a slow kernel warm-up.
         drop_last = shuffle and len(dataset) > self.batch_size
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
-                          drop_last=drop_last)
+                          pin_memory=torch.cuda.is_available() and not self.resident,
+                          persistent_workers=self.num_workers > 0, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

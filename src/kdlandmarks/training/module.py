@@ -50,6 +50,7 @@ class LandmarkModule(L.LightningModule):
                                         self.info.input_size, source_size, window)
         self.kd_loss = KDLoss(**(kd or {})) if loss == "kd" else None
         self._online: dict[str, torch.nn.Module] = {}  # a plain dict: frozen teachers stay out of checkpoints
+        self._resident: dict[str, torch.Tensor] | None = None  # data.resident: the store on this device
         self._val_nme: list[torch.Tensor] = []
         self.validated_at_step = -1  # global step of the last validation (a mid-epoch stop leaves it behind)
 
@@ -71,7 +72,16 @@ class LandmarkModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
+    def _gather_resident(self, batch: dict) -> dict:
+        """An index-only batch (data.resident) filled from the store kept on this module's device."""
+        if self._resident is None:
+            self._resident = self.trainer.datamodule.resident_tensors(self.device)
+        index = batch["index"].to(self.device)
+        return {**batch, **{k: v[index] for k, v in self._resident.items()}}
+
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "image" not in batch:
+            batch = self._gather_resident(batch)
         train = self.trainer is not None and self.trainer.training
         # each DDP rank draws its own augmentations; rank 0 draws what a single-process run draws
         seed = self.hparams.seed + 7919 * self.global_rank

@@ -232,7 +232,8 @@ def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool)
                                      flip_test=plan.cfg.teacher_flip_test)
                   for n, p in plan.teacher_paths.items()}
     return StoreDataModule(plan.store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,
-                           recipe.data.num_workers, soft=(plan.target == "soft"), teacher_outputs=cached)
+                           recipe.data.num_workers, soft=(plan.target == "soft"), teacher_outputs=cached,
+                           resident=recipe.data.resident)
 
 
 def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
