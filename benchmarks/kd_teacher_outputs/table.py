@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+import yaml
+
 ARMS = {
     "online": "fresh augmentation, teachers run every step",
     "fixed": "fixed augmented copies, outputs cached once (cache build counted)",
@@ -29,9 +31,13 @@ def main() -> None:
         if not (summary_path.is_file() and plan_path.is_file()):
             continue
         s, p = json.loads(summary_path.read_text()), json.loads(plan_path.read_text())
+        probe = json.loads((args.runs / f"probe-{arm}" / "summary.json").read_text())
+        batch = yaml.safe_load((args.runs / arm / "config.yaml").read_text())["recipe"]["data"]["batch_size"]
+        # what the probe's wall time holds beyond its own steps: start-up and, for the cached arms, the cache build
+        setup = max(p["probe_wall_s"] - probe["seconds"], 0.0)
         rows.append({"arm": arm, "teacher outputs": what, "copies": p["copies"], "minutes": p["minutes"],
-                     "steps": s["steps"], "samples": s["steps"] * 32, "samples/s": s["samples_per_second"],
-                     "val NME (%)": s["last_val_nme"]})
+                     "setup s (counted)": round(setup), "steps": s["steps"], "samples": s["steps"] * batch,
+                     "samples/s": s["samples_per_second"], "val NME (%)": s["last_val_nme"]})
     if not rows:
         raise SystemExit(f"no finished arm under {args.runs}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ SHIPPED: dict[str, str] = {
 }
 DEFAULT_MODEL = "kd-student-300w-lite"
 # The teachers ship so that users can distil students of their own (`train student --tough NAME`); they are
-# PyTorch-only: an ONNX copy would double their size for a model that is too slow to deploy anyway.
+# PyTorch-only: an ONNX copy would double their size (22 MB each) for models that are meant to teach, not to deploy.
 TORCH_ONLY: frozenset[str] = frozenset({"kd-teacher-300w-tough", "kd-teacher-300w-tolerant"})
 
 
