@@ -1,8 +1,9 @@
-"""Validation NME of the staged teacher campaign against training samples and CPU-hours, one line per model.
+"""Validation NME of the staged CPU campaign against training samples and CPU-hours, one line per model.
 
-Reads the stage folders kept under results/300w-cpu-v3/ (each with logs/metrics.csv and summary.json, written
-by results/300w-cpu-v3/run.sh), chains the stages of one model (stage k starts where stage k-1 ended), and
-draws the new recipe's plain-L1 MobileNetV2-0.5 (results/300w-cpu-v2/) beside them for scale:
+Reads the folders kept under results/300w-cpu-v3/ (each with logs/metrics.csv and summary.json): the teachers'
+stage folders NAME-sK (run.sh), whose stages it chains (stage k starts where stage k-1 ended), and the students'
+one-stage folders student-RUN (students.sh); and it draws the new recipe's plain-L1 MobileNetV2-0.5
+(results/300w-cpu-v2/, the campaign's L1 lite row) beside them:
     python3 benchmarks/campaign_curves.py   # -> results/300w-cpu-v3/curves.png
 """
 from __future__ import annotations
@@ -20,12 +21,14 @@ BATCH = 32
 
 
 def stage_runs(folder: Path) -> dict[str, list[Path]]:
-    """model name -> its stage folders in order (NAME-sK)."""
+    """model name -> its stage folders in order (NAME-sK; a folder without -sK is a one-stage model)."""
     models: dict[str, list[tuple[int, Path]]] = {}
     for run in folder.iterdir():
+        if not (run / "summary.json").is_file():
+            continue
         m = re.fullmatch(r"(.+)-s(\d+)", run.name)
-        if m and (run / "summary.json").is_file():
-            models.setdefault(m.group(1), []).append((int(m.group(2)), run))
+        name, stage = (m.group(1), int(m.group(2))) if m else (run.name, 1)
+        models.setdefault(name, []).append((stage, run))
     return {name: [p for _, p in sorted(stages)] for name, stages in sorted(models.items())}
 
 
@@ -67,7 +70,7 @@ def main() -> None:
         ax.set_ylim(3, 12)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("300-W teachers, staged on the 2-core CPU (validation faces carved from train)")
+    fig.suptitle("300-W teachers and students, staged on the 2-core CPU (validation faces carved from train)")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -12,7 +12,10 @@
 #
 #   STAGE=1 results/300w-cpu-v3/run.sh     # 40 epochs from scratch (one-cycle, AdamW 2e-3, L1); ran 2026-12-02
 #                                            as `--set teacher.arch=resnet18`, before that became the default
-#   STAGE=2 results/300w-cpu-v3/run.sh     # from stage 1's weights, a fresh one-cycle at lr 1e-3
+#   STAGE=2 results/300w-cpu-v3/run.sh     # from stage 1's weights, a fresh one-cycle at lr 1e-3 (ran 2026-12-02/03)
+#   STAGE=3 KINDS=tough results/300w-cpu-v3/run.sh   # the same from stage 2's (ran 2026-12-03)
+# Shipped: Tough stage 3 and Tolerant stage 2 (ship.sh). The repository keeps the fp16 weights of stage 1 and
+# of the shipped stages; the others' config, summary, log and scores.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
 DATA=${DATA:-../shared/data/300w}
