@@ -24,6 +24,9 @@ EPOCHS_LITE=${EPOCHS_LITE:-160}
 CACHE=${CACHE:-warp}   # how KD gets the teachers' outputs: warp | false (online); see benchmarks/kd_teacher_outputs
 CORE=${CORE:-0}
 mkdir -p "$RUNS"
+# the one-copy store and its soft-landmarks, as run.sh builds them (a few seconds), if this machine lost them
+[ -f "$STORE/meta.json" ] || kdlandmarks prepare --dataset 300w --root "$DATA" --split train --size 128 --copies 1 --out "$STORE"
+[ -f "$STORE/soft_landmarks.npy" ] || kdlandmarks asm --store "$STORE"
 ONLY=${ONLY:-kd-full kd-lite l2-full l2-lite l1-full kd-tough-full kd-tolerant-full}
 kd=(--loss kd --tough "$TOUGH" --tolerant "$TOLERANT" --set student.teacher_cache="$CACHE")
 for run in $ONLY; do
