@@ -67,7 +67,10 @@ def collect(campaign: Path, reference: Path) -> list[dict]:
     groups = stage_runs(campaign)
     if "student-l1-lite" not in groups and (reference / "summary.json").is_file():
         groups["student-l1-lite"] = [reference]
-    rows = [model_row(*LABELS[stem], groups.pop(stem)) for stem in LABELS if stem in groups]  # the README's order
+    rows = []
+    for stem, (label, paper) in LABELS.items():  # the README's order; a model not trained yet keeps its row
+        rows.append(model_row(label, paper, groups.pop(stem)) if stem in groups else
+                    {"model": f"{label}: not trained yet", "paper": paper})
     rows += [model_row(stem, "—", runs) for stem, runs in sorted(groups.items())]  # folders it has no label for
     return rows
 
@@ -79,11 +82,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/300w-cpu-v3/models.md"))
     args = parser.parse_args()
     rows = collect(args.campaign, args.reference)
-    if not rows:
+    if not any("folder" in r for r in rows):
         raise SystemExit(f"no finished run under {args.campaign}")
-    keys = [k for k in rows[0] if k != "folder"]
+    keys = [k for k in next(r for r in rows if "folder" in r) if k != "folder"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join("—" if r[k] is None else str(r[k]) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join("—" if r.get(k) is None else str(r[k]) for k in keys) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
