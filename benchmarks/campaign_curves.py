@@ -14,10 +14,15 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipe_study"))
 from table import read_curve  # noqa: E402  (the recipe study's reader of a run's CSV logs)
 
-BATCH = 32
+
+def run_batch(run: Path) -> int:
+    """The batch size a kept run trained with (its resolved config.yaml), to turn steps into samples."""
+    return yaml.safe_load((run / "config.yaml").read_text())["recipe"]["data"]["batch_size"]
 
 
 def stage_runs(folder: Path) -> dict[str, list[Path]]:
@@ -36,10 +41,11 @@ def chained(stages: list[Path]) -> list[tuple[float, float, float]]:
     """(samples, CPU-hours on one core, val NME) per validation across the stages of one model."""
     points, samples0, hours0 = [], 0, 0.0
     for run in stages:
+        batch = run_batch(run)
         for minutes, step, nme in read_curve(run):
-            points.append((samples0 + step * BATCH, hours0 + minutes / 60, nme))
+            points.append((samples0 + step * batch, hours0 + minutes / 60, nme))
         summary = json.loads((run / "summary.json").read_text())
-        samples0 += summary["steps"] * BATCH
+        samples0 += summary["steps"] * batch
         hours0 += summary["seconds"] / 3600
     return points
 

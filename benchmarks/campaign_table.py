@@ -14,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-from campaign_curves import stage_runs  # the folders of each model, stages in order
+from campaign_curves import run_batch, stage_runs  # a kept run's batch size; each model's folders in order
 
 # folder stem -> (row label, the paper's 300-W common NME for that row, "—" where it has none). The paper rows
 # are KD-LOSS-SPEC.md §7: the authors' dev log; the two single-teacher rows (†) are most likely the paper's
@@ -44,7 +43,7 @@ def nme(eval_dir: Path) -> dict | None:
 def model_row(label: str, paper: str, runs: list[Path]) -> dict:
     """One model trained in len(runs) stages (the last one holds its scores)."""
     summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
-    batches = [yaml.safe_load((r / "config.yaml").read_text())["recipe"]["data"]["batch_size"] for r in runs]
+    batches = [run_batch(r) for r in runs]
     last = runs[-1]
     gt, flip = nme(last / "eval-gt"), nme(last / "eval-fliptest")
     return {
