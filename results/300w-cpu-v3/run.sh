@@ -14,8 +14,10 @@
 #                                            as `--set teacher.arch=resnet18`, before that became the default
 #   STAGE=2 results/300w-cpu-v3/run.sh     # from stage 1's weights, a fresh one-cycle at lr 1e-3 (ran 2026-12-02/03)
 #   STAGE=3 KINDS=tough results/300w-cpu-v3/run.sh   # the same from stage 2's (ran 2026-12-03)
-# Shipped: Tough stage 3 and Tolerant stage 2 (ship.sh). The repository keeps the fp16 weights of stage 1 and
-# of the shipped stages; the others' config, summary, log and scores.
+# Shipped: Tough stage 3 and Tolerant stage 2 (ship.sh moves their fp16 into the package, so git holds one copy).
+# The repository keeps the fp16 weights of stage 1 here, the shipped stages in src/kdlandmarks/weights/, and of
+# every stage its config, summary, log and scores. A next stage of a shipped teacher starts from the package:
+#   STAGE=4 KINDS=tough results/300w-cpu-v3/run.sh   # --init kd-teacher-300w-tough (stage 3)
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
 DATA=${DATA:-../shared/data/300w}
@@ -30,7 +32,9 @@ HERE=results/300w-cpu-v3
 for kind in $KINDS; do
   init=()
   if [ "$STAGE" -gt 1 ]; then
-    init=(--init "$HERE/$kind-r18-s$((STAGE - 1))-fp16.pt" --set teacher.lr=${LR:-1e-3})
+    prev="$HERE/$kind-r18-s$((STAGE - 1))-fp16.pt"
+    [ -f "$prev" ] || prev=kd-teacher-300w-$kind  # the previous stage shipped: its one copy is the package's
+    init=(--init "$prev" --set teacher.lr=${LR:-1e-3})
   fi
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c $core kdlandmarks train teacher --kind $kind --config 300w-cpu \
       --store "$STORE" --out "$RUNS/$kind-r18-s$STAGE" --set teacher.epochs="$EPOCHS" \

@@ -7,18 +7,19 @@
 # and EPOCHS_LITE (160) for MobileNetV2-0.5, the same for every loss of that width. A run already kept here is
 # skipped; one cut off mid-way resumes from its last.ckpt in $RUNS when rerun. Each finished run is scored on
 # LFPW test (plain and flip test) into results/300w-cpu-v3/student-RUN/ with its config, summary and training
-# log; only the two KD students, which ship, keep their weights here (fp16).
+# log; the fp16 weights stay in $RUNS (RUN/model-fp16.pt), from where ship.sh moves the two KD students into the
+# package (git holds one copy of each shipped model).
 # The plain-L1 MobileNetV2-0.5 at this budget is results/300w-cpu-v2/ (the same 300w-cpu student recipe, seed,
 # store and 160 epochs, trained 2026-12-02), so the default list leaves l1-lite out; table.sh takes its scores.
-#   TOUGH=results/300w-cpu-v3/tough-r18-s2-fp16.pt TOLERANT=results/300w-cpu-v3/tolerant-r18-s2-fp16.pt \
-#     CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
+#   CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
+# TOUGH / TOLERANT (default: the shipped teachers) take a shipped name, a model file or a run folder.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
 DATA=${DATA:-../shared/data/300w}
 HERE=${HERE:-results/300w-cpu-v3}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
-TOUGH=${TOUGH:?the final Tough-Teacher}
-TOLERANT=${TOLERANT:?the final Tolerant-Teacher}
+TOUGH=${TOUGH:-kd-teacher-300w-tough}
+TOLERANT=${TOLERANT:-kd-teacher-300w-tolerant}
 EPOCHS_FULL=${EPOCHS_FULL:-80}
 EPOCHS_LITE=${EPOCHS_LITE:-160}
 CACHE=${CACHE:-warp}   # how KD gets the teachers' outputs: warp | false (online); see benchmarks/kd_teacher_outputs
@@ -50,7 +51,6 @@ for run in $ONLY; do
   run_dir="$RUNS/student-$run"
   mkdir -p "$keep/logs"; cp "$run_dir/config.yaml" "$run_dir/summary.json" "$keep/"; cp "$run_dir/logs/metrics.csv" "$keep/logs/"
   model="$run_dir/model-fp16.pt"  # every row scores the fp16 weights, the form that ships
-  if [ "$run" = kd-full ] || [ "$run" = kd-lite ]; then model="$keep-fp16.pt"; fi
   python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run_dir/model.pt'); save_model('$model', m, i, half=True)"
   for extra in "" "--flip-test"; do
     tag=$(echo "$extra" | tr -d '-'); tag=${tag:-gt}
