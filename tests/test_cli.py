@@ -108,3 +108,50 @@ def test_corrupt_video_is_exactly_one_line(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "clip.mp4" in lines[0], proc.stderr
+
+
+def named_metrics(path: Path, nme: list[float]) -> Path:
+    """A metrics.json with named per-face scores, as `kdlandmarks evaluate` writes them."""
+    path.mkdir(parents=True, exist_ok=True)
+    subset = {"count": len(nme), "nme": 100 * float(np.mean(nme)), "failure_rate": 0.0, "auc": 0.5,
+              "auc_paper_code": 0.7, "threshold": 0.1}
+    faces = [{"name": f"t/face_{i:03d}", "subset": "test", "nme": v} for i, v in enumerate(nme)]
+    (path / "metrics.json").write_text(json.dumps({"subsets": {"test": subset}, "per_image": faces}))
+    return path
+
+
+def test_report_pairs_models_face_by_face_against_a_baseline(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    base = 0.05 + 0.01 * rng.random(100)
+    better = base - 0.004 + 0.001 * rng.standard_normal(100)  # 0.4 NME points better, face by face
+    same = base[::-1].copy()  # the same scores on other faces: no paired advantage at all
+    evals = [f"base={named_metrics(tmp_path / 'b', base.tolist())}",
+             f"better={named_metrics(tmp_path / 'm', better.tolist())}"]
+    assert main(["report", *sum((["--eval", e] for e in evals), []), "--baseline", "base",
+                 "--out", str(tmp_path / "rep")]) == 0
+    table = (tmp_path / "rep" / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| better |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    mean, ci = cells[7].split(" ", 1)
+    low, high = (float(v) for v in ci.strip("[]").split(", "))
+    assert low < float(mean) < high < 0 and abs(float(mean) + 0.4) < 0.05
+    assert cells[9].startswith("≤")  # no sign flip of 10,000 reaches a gap this consistent
+    assert "| base |" in table and "baseline" in table
+
+    from kdlandmarks.report import paired_difference
+    identical = paired_difference(base, base)
+    assert identical["mean_difference"] == 0 and identical["p_value"] == 1.0
+    shuffled = paired_difference(same, base)
+    assert shuffled["ci95_low"] < 0 < shuffled["ci95_high"] and shuffled["p_value"] > 0.05
+
+
+def test_report_baseline_must_be_a_label_and_faces_must_match(tmp_path, capsys):
+    a = named_metrics(tmp_path / "a", [0.05, 0.06, 0.07])
+    b = named_metrics(tmp_path / "b", [0.05, 0.06])
+    line = run_cli(capsys, "report", "--eval", f"a={a}", "--eval", f"b={b}", "--baseline", "c",
+                   "--out", str(tmp_path / "rep"))
+    assert "baseline 'c' is not one of the labels" in line
+    line = run_cli(capsys, "report", "--eval", f"a={a}", "--eval", f"b={b}", "--baseline", "a",
+                   "--out", str(tmp_path / "rep"))
+    assert "scored different faces" in line
+    assert not (tmp_path / "rep" / "table.md").exists()

@@ -1,14 +1,32 @@
 #!/bin/bash
 # One table and one CED plot for every model of the staged CPU campaign that has been scored on LFPW test
-# (teachers of each stage, students): results/300w-cpu-v3/comparison/{table.md,ced.png,ced.csv}.
-# Run from the repository root after run.sh / students.sh; the README's results table quotes it.
+# (teachers of each stage, students): results/300w-cpu-v3/comparison/{table.md,ced.png,ced.csv}; and, per
+# student width, every student paired face by face with the plain-L2 baseline of that width (the paper's
+# comparison) and with the plain-L1 one (this recipe's): comparison/paired-{full,lite}-vs-{l2,l1}/table.md
+# (mean NME difference, bootstrap 95 % CI, faces won, paired p-value).
+# Run from the repository root after run.sh / students.sh; the README's results tables quote them.
 set -euo pipefail
 HERE=${HERE:-results/300w-cpu-v3}
+# the plain-L1 MobileNetV2-0.5 of the campaign's budget was trained before it (students.sh says why)
+l1_lite="$HERE/student-l1-lite/eval-gt"
+[ -d "$l1_lite" ] || l1_lite=results/300w-cpu-v2/eval-gt
 evals=()
 for d in "$HERE"/*/eval-gt; do
   evals+=(--eval "$(basename "$(dirname "$d")")=$d")
 done
-# the plain-L1 MobileNetV2-0.5 of the campaign's budget was trained before it (students.sh says why)
-[ -d "$HERE/student-l1-lite" ] || evals+=(--eval "student-l1-lite=results/300w-cpu-v2/eval-gt")
-kdlandmarks report "${evals[@]}" --out "$HERE/comparison" \
-    --title "300-W LFPW test (224 faces), ground-truth crop, inter-ocular NME"
+[ -d "$HERE/student-l1-lite" ] || evals+=(--eval "student-l1-lite=$l1_lite")
+title="300-W LFPW test (224 faces), ground-truth crop, inter-ocular NME"
+kdlandmarks report "${evals[@]}" --out "$HERE/comparison" --title "$title"
+for width in full lite; do
+  for base in l2 l1; do
+    b="$HERE/student-$base-$width/eval-gt"; [ "$base-$width" = l1-lite ] && b=$l1_lite
+    [ -d "$b" ] || { echo "paired-$width-vs-$base: no plain-$base baseline scored yet"; continue; }
+    evals=()
+    for run in kd l2 l1 kd-tough kd-tolerant; do
+      d="$HERE/student-$run-$width/eval-gt"; [ "$run-$width" = l1-lite ] && d=$l1_lite
+      [ -d "$d" ] && evals+=(--eval "student-$run-$width=$d")
+    done
+    kdlandmarks report "${evals[@]}" --baseline "student-$base-$width" --out "$HERE/comparison/paired-$width-vs-$base" \
+        --title "$title, MobileNetV2 $width width"
+  done
+done
