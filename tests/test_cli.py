@@ -155,3 +155,18 @@ def test_report_baseline_must_be_a_label_and_faces_must_match(tmp_path, capsys):
                    "--out", str(tmp_path / "rep"))
     assert "scored different faces" in line
     assert not (tmp_path / "rep" / "table.md").exists()
+
+
+def test_report_pairs_every_scored_face_when_subsets_are_groups(tmp_path):
+    """300-W --split full reports common/challenging/full over folders: pairing uses every scored face."""
+    from kdlandmarks.report import compare
+    summary = {"count": 4, "nme": 5.0, "failure_rate": 0.0, "auc": 0.5, "auc_paper_code": 0.7, "threshold": 0.1}
+    folders = ["lfpw/testset", "lfpw/testset", "helen/testset", "ibug"]
+    for label, nme in (("a", [0.05, 0.06, 0.07, 0.08]), ("b", [0.04, 0.05, 0.06, 0.07])):
+        faces = [{"name": f"{f}/img{i}", "subset": f, "nme": v} for i, (f, v) in enumerate(zip(folders, nme))]
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "metrics.json").write_text(json.dumps(
+            {"subsets": {"common": summary, "full": summary}, "per_image": faces}))
+    table = compare({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "rep", subset="common", baseline="a")
+    assert "| b | common | 4 |" in table and "-1.00 [-1.00, -1.00] | 4 / 0 |" in table
+    assert "all 4 faces scored" in table

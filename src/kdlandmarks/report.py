@@ -64,10 +64,12 @@ def _p_text(d: dict[str, float]) -> str:
     return f"≤ {d['p_floor']:.1g}" if d["p_value"] <= d["p_floor"] * (1 + 1e-9) else f"{d['p_value']:.2g}"
 
 
-def _per_face(result: dict, subset: str, source: str | Path) -> dict[str, float]:
-    faces = {r.get("name"): r["nme"] for r in result["per_image"] if r.get("subset", subset) == subset}
-    if None in faces:
-        raise DataError(f"{source}: per-face scores carry no face names, so it cannot be paired")
+def _per_face(result: dict, source: str | Path) -> dict[str, float]:
+    # every face the evaluation scored, as the CED curves: a reported subset can be a group of folders
+    # (300-W common) or an attribute (WFLW pose), which the per-face records do not carry
+    faces = {r.get("name"): r["nme"] for r in result["per_image"]}
+    if None in faces or len(faces) != len(result["per_image"]):
+        raise DataError(f"{source}: per-face scores without unique face names cannot be paired")
     return faces
 
 
@@ -79,8 +81,8 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
     The CED curves cover every face each evaluation scored; the table shows one reported subset.
     subset: which reported subset to compare (default: the first one of each evaluation).
     paper: optional {label: text} shown in a "paper" column (the published figure to compare with).
-    baseline: the label every other model is paired with face by face (paired_difference), in extra
-    columns; the evaluations must have scored the same faces of that subset.
+    baseline: the label every other model is paired with face by face (paired_difference) in extra
+    columns, over every face scored (as the CED curves); the evaluations must have scored the same faces.
     """
     if not evaluations:
         raise DataError("nothing to compare: give at least one evaluation")
@@ -97,7 +99,7 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
         thresholds.add(float(s["threshold"]))
         rows.append((label, name, s))
         if baseline is not None:
-            faces[label] = _per_face(result, name, src)
+            faces[label] = _per_face(result, src)
     if len(thresholds) != 1:
         raise DataError(f"evaluations use different thresholds {sorted(thresholds)}; compare like with like")
     threshold = thresholds.pop()
@@ -141,7 +143,7 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
         lines.append(line)
     table = "\n".join(lines) + "\n"
     if paired:
-        table += (f"\nΔNME: mean over the {next(iter(paired.values()))['faces']} faces of "
+        table += (f"\nΔNME: mean over all {next(iter(paired.values()))['faces']} faces scored of "
                   f"(model − {baseline}) NME, in NME points (negative: the model is better); 95 % percentile "
                   "bootstrap over faces; p: two-sided sign-flip randomisation test (10,000 resamples, seed 0).\n")
     atomic_write_text(out / "table.md", table)
