@@ -10,6 +10,9 @@ HERE=${HERE:-results/300w-cpu-v3}
 # the plain-L1 MobileNetV2-0.5 of the campaign's budget was trained before it (students.sh says why)
 l1_lite="$HERE/student-l1-lite/eval-gt"
 [ -d "$l1_lite" ] || l1_lite=results/300w-cpu-v2/eval-gt
+student_eval() {  # run width: the student's ground-truth-crop evaluation folder
+  if [ "$1-$2" = l1-lite ]; then echo "$l1_lite"; else echo "$HERE/student-$1-$2/eval-gt"; fi
+}
 evals=()
 for d in "$HERE"/*/eval-gt; do
   evals+=(--eval "$(basename "$(dirname "$d")")=$d")
@@ -19,11 +22,11 @@ title="300-W LFPW test (224 faces), ground-truth crop, inter-ocular NME"
 kdlandmarks report "${evals[@]}" --out "$HERE/comparison" --title "$title"
 for width in full lite; do
   for base in l2 l1; do
-    b="$HERE/student-$base-$width/eval-gt"; [ "$base-$width" = l1-lite ] && b=$l1_lite
+    b=$(student_eval $base $width)
     [ -d "$b" ] || { echo "paired-$width-vs-$base: no plain-$base baseline scored yet"; continue; }
     evals=()
     for run in kd l2 l1 kd-tough kd-tolerant; do
-      d="$HERE/student-$run-$width/eval-gt"; [ "$run-$width" = l1-lite ] && d=$l1_lite
+      d=$(student_eval $run $width)
       [ -d "$d" ] && evals+=(--eval "student-$run-$width=$d")
     done
     kdlandmarks report "${evals[@]}" --baseline "student-$base-$width" --out "$HERE/comparison/paired-$width-vs-$base" \

@@ -56,12 +56,13 @@ def paired_difference(model_nme: np.ndarray, baseline_nme: np.ndarray, resamples
             "ci95_high": float(high), "model_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum()),
             # add-one: a randomisation p-value is never exactly 0 with finitely many resamples
             "p_value": float((1 + (flipped >= observed - 1e-12).sum()) / (1 + resamples)),
-            "p_floor": 1.0 / (1 + resamples)}
+            "resamples": resamples, "seed": seed}
 
 
 def _p_text(d: dict[str, float]) -> str:
     # at the floor no resample reached the observed gap: the test only says p is below its resolution
-    return f"≤ {d['p_floor']:.1g}" if d["p_value"] <= d["p_floor"] * (1 + 1e-9) else f"{d['p_value']:.2g}"
+    floor = 1.0 / (1 + d["resamples"])
+    return f"≤ {floor:.1g}" if d["p_value"] <= floor * (1 + 1e-9) else f"{d['p_value']:.2g}"
 
 
 def _per_face(result: dict, source: str | Path) -> dict[str, float]:
@@ -143,8 +144,9 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
         lines.append(line)
     table = "\n".join(lines) + "\n"
     if paired:
-        table += (f"\nΔNME: mean over all {next(iter(paired.values()))['faces']} faces scored of "
-                  f"(model − {baseline}) NME, in NME points (negative: the model is better); 95 % percentile "
-                  "bootstrap over faces; p: two-sided sign-flip randomisation test (10,000 resamples, seed 0).\n")
+        d = next(iter(paired.values()))
+        table += (f"\nΔNME: mean over all {d['faces']} faces scored of (model − {baseline}) NME, in NME points "
+                  "(negative: the model is better); 95 % percentile bootstrap over faces; p: two-sided sign-flip "
+                  f"randomisation test ({d['resamples']:,} resamples, seed {d['seed']}).\n")
     atomic_write_text(out / "table.md", table)
     return table
