@@ -135,7 +135,8 @@ def test_report_pairs_models_face_by_face_against_a_baseline(tmp_path, capsys):
     mean, ci = cells[7].split(" ", 1)
     low, high = (float(v) for v in ci.strip("[]").split(", "))
     assert low < float(mean) < high < 0 and abs(float(mean) + 0.4) < 0.05
-    assert cells[9].startswith("≤")  # no sign flip of 10,000 reaches a gap this consistent
+    assert abs(float(cells[8]) - better.mean() / base.mean()) < 1e-3
+    assert cells[10].startswith("≤")  # no sign flip of 10,000 reaches a gap this consistent
     assert "| base |" in table and "baseline" in table
 
     from kdlandmarks.report import paired_difference
@@ -168,5 +169,5 @@ def test_report_pairs_every_scored_face_when_subsets_are_groups(tmp_path):
         (tmp_path / label / "metrics.json").write_text(json.dumps(
             {"subsets": {"common": summary, "full": summary}, "per_image": faces}))
     table = compare({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "rep", subset="common", baseline="a")
-    assert "| b | common | 4 |" in table and "-1.00 [-1.00, -1.00] | 4 / 0 |" in table
+    assert "| b | common | 4 |" in table and "-1.00 [-1.00, -1.00] | 0.846 | 4 / 0 |" in table
     assert "all 4 faces scored" in table

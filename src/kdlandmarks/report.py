@@ -44,7 +44,8 @@ def paired_difference(model_nme: np.ndarray, baseline_nme: np.ndarray, resamples
     how many faces each model wins, and a two-sided sign-flip randomisation p-value (under "no difference"
     each face's difference is as likely to have either sign). Seeded, so a report is reproducible.
     """
-    diff = 100.0 * (np.asarray(model_nme, dtype=np.float64) - np.asarray(baseline_nme, dtype=np.float64))
+    model, base = np.asarray(model_nme, dtype=np.float64), np.asarray(baseline_nme, dtype=np.float64)
+    diff = 100.0 * (model - base)
     if diff.ndim != 1 or diff.size < 2:
         raise DataError("a paired comparison needs at least two faces scored by both models")
     rng = np.random.default_rng(seed)
@@ -53,7 +54,7 @@ def paired_difference(model_nme: np.ndarray, baseline_nme: np.ndarray, resamples
     flipped = np.abs((diff * rng.choice((-1.0, 1.0), (resamples, diff.size))).mean(axis=1))
     low, high = np.percentile(boot, [2.5, 97.5])
     return {"faces": int(diff.size), "mean_difference": float(diff.mean()), "ci95_low": float(low),
-            "ci95_high": float(high), "model_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum()),
+            "ci95_high": float(high), "nme_ratio": float(model.mean() / base.mean()), "model_better": int((diff < 0).sum()), "baseline_better": int((diff > 0).sum()),
             # add-one: a randomisation p-value is never exactly 0 with finitely many resamples
             "p_value": float((1 + (flipped >= observed - 1e-12).sum()) / (1 + resamples)),
             "resamples": resamples, "seed": seed}
@@ -128,8 +129,8 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
         head += " paper |"
         sep += "---|"
     if baseline is not None:
-        head += f" ΔNME vs {baseline} (95 % CI) | faces better / worse | p (paired) |"
-        sep += "---|---|---|"
+        head += f" ΔNME vs {baseline} (95 % CI) | NME ratio | faces better / worse | p (paired) |"
+        sep += "---|---|---|---|"
     lines = [head, sep]
     for label, name, s in rows:
         line = (f"| {label} | {name} | {s['count']} | {s['nme']:.2f} | {s['failure_rate']:.2f} | "
@@ -138,15 +139,16 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
             line += f" {paper.get(label, '')} |"
         if baseline is not None:
             d = paired.get(label)
-            line += (" baseline | — | — |" if d is None else
+            line += (" baseline | 1 | — | — |" if d is None else
                      f" {d['mean_difference']:+.2f} [{d['ci95_low']:+.2f}, {d['ci95_high']:+.2f}] | "
-                     f"{d['model_better']} / {d['baseline_better']} | {_p_text(d)} |")
+                     f"{d['nme_ratio']:.3f} | {d['model_better']} / {d['baseline_better']} | {_p_text(d)} |")
         lines.append(line)
     table = "\n".join(lines) + "\n"
     if paired:
         d = next(iter(paired.values()))
         table += (f"\nΔNME: mean over all {d['faces']} faces scored of (model − {baseline}) NME, in NME points "
-                  "(negative: the model is better); 95 % percentile bootstrap over faces; p: two-sided sign-flip "
+                  "(negative: the model is better); 95 % percentile bootstrap over faces; NME ratio: model's mean NME over "
+                  f"{baseline}'s on those faces; p: two-sided sign-flip "
                   f"randomisation test ({d['resamples']:,} resamples, seed {d['seed']}).\n")
     atomic_write_text(out / "table.md", table)
     return table
