@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from kdlandmarks.training.run import earlier_training_seconds
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipe_study"))
 from table import read_curve  # noqa: E402  (the recipe study's reader of a run's CSV logs)
 
@@ -37,6 +39,15 @@ def stage_runs(folder: Path) -> dict[str, list[Path]]:
     return {name: [p for _, p in sorted(stages)] for name, stages in sorted(models.items())}
 
 
+def run_seconds(run: Path, summary: dict) -> float:
+    """A kept run's training seconds over all its invocations. Summaries written before resumed runs added
+    up their invocations (no seconds_before_resume) hold only the last one's; the earlier ones are in the
+    run's logs (metrics.<k>.csv)."""
+    if "seconds_before_resume" in summary:
+        return summary["seconds"]
+    return summary["seconds"] + earlier_training_seconds(run)
+
+
 def chained(stages: list[Path]) -> list[tuple[float, float, float]]:
     """(samples, CPU-hours on one core, val NME) per validation across the stages of one model."""
     points, samples0, hours0 = [], 0, 0.0
@@ -46,7 +57,7 @@ def chained(stages: list[Path]) -> list[tuple[float, float, float]]:
             points.append((samples0 + step * batch, hours0 + minutes / 60, nme))
         summary = json.loads((run / "summary.json").read_text())
         samples0 += summary["steps"] * batch
-        hours0 += summary["seconds"] / 3600
+        hours0 += run_seconds(run, summary) / 3600
     return points
 
 

@@ -4,7 +4,8 @@ Reads what results/300w-cpu-v3/run.sh (teachers, NAME-sK stage folders, chained)
 folders) kept, plus the plain-L1 MobileNetV2-0.5 of results/300w-cpu-v2/ (that width's L1 row; students.sh says
 why), and writes the table the README's results section quotes:
     python3 benchmarks/campaign_table.py   # -> results/300w-cpu-v3/models.md (and .json)
-CPU-hours are each run's own training seconds on one core (summary.json), summed over a model's stages; the
+CPU-hours are each run's own training seconds on one core (summary.json, plus the logged time of any
+invocation a resume continued), summed over a model's stages; the
 validation NME is the final epoch's on the 101 faces held out of train; LFPW test scores are the kept fp16
 weights' (eval-gt, and eval-fliptest for the flip-test column).
 """
@@ -14,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from campaign_curves import run_batch, stage_runs  # a kept run's batch size; each model's folders in order
+from campaign_curves import run_batch, run_seconds, stage_runs  # batch size, cost, each model's folders in order
 
 # folder stem -> (row label, the paper's 300-W common NME for that row, "—" where it has none). The paper rows
 # are KD-LOSS-SPEC.md §7: the authors' dev log; the two single-teacher rows (†) are most likely the paper's
@@ -30,6 +31,13 @@ LABELS: dict[str, tuple[str, str]] = {
     "student-l1-lite": ("plain L1, MobileNetV2-0.5", "—"),
     "student-kd-tough-full": ("KD, Tough-Teacher only, MobileNetV2-1.0", "3.85 †"),
     "student-kd-tolerant-full": ("KD, Tolerant-Teacher only, MobileNetV2-1.0", "3.73 †"),
+}
+
+
+# students given further stages (students.sh RUN-sK): the same-budget row above keeps the first stage alone,
+# and this row, right after it, the model with all its stages
+STAGED: dict[str, tuple[str, str]] = {
+    "student-kd-lite": ("KD lite, MobileNetV2-0.5, stage 1 + a second stage from it (`--init`)", "—"),
 }
 
 
@@ -51,7 +59,7 @@ def model_row(label: str, paper: str, runs: list[Path]) -> dict:
         "stages": len(runs),
         "epochs": sum(s["epochs_completed"] for s in summaries),
         "samples (k)": round(sum(s["steps"] * b for s, b in zip(summaries, batches)) / 1000, 1),
-        "CPU-h": f"{sum(s['seconds'] for s in summaries) / 3600:.2f}",
+        "CPU-h": f"{sum(run_seconds(r, s) for r, s in zip(runs, summaries)) / 3600:.2f}",
         "val NME": f"{summaries[-1]['last_val_nme']:.2f}",
         "LFPW NME": f"{gt['nme']:.2f}" if gt else None,
         "flip test": f"{flip['nme']:.2f}" if flip else None,
@@ -68,8 +76,14 @@ def collect(campaign: Path, reference: Path) -> list[dict]:
         groups["student-l1-lite"] = [reference]
     rows = []
     for stem, (label, paper) in LABELS.items():  # the README's order; a model not trained yet keeps its row
-        rows.append(model_row(label, paper, groups.pop(stem)) if stem in groups else
-                    {"model": f"{label}: not trained yet", "paper": paper})
+        runs = groups.pop(stem, None)
+        if runs is None:
+            rows.append({"model": f"{label}: not trained yet", "paper": paper})
+            continue
+        if stem in STAGED and len(runs) > 1:
+            rows.append(model_row(label, paper, runs[:1]))
+            label, paper = STAGED[stem]
+        rows.append(model_row(label, paper, runs))
     rows += [model_row(stem, "—", runs) for stem, runs in sorted(groups.items())]  # folders it has no label for
     return rows
 

@@ -231,6 +231,10 @@ def test_resume_continues_steps(env, l2_run, capsys):
     assert f"resuming from {out / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 * STEPS_PER_EPOCH and summary["epochs_completed"] == 2
+    # the run's cost adds the cut-off invocation's logged training time to the resumed one's
+    first = json.loads((l2_run / "summary.json").read_text())
+    assert 0 < summary["seconds_before_resume"] <= first["seconds"]
+    assert summary["seconds"] > summary["seconds_before_resume"]
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
     # the schedule continued too
@@ -251,7 +255,8 @@ def test_restart_ignores_checkpoint(env, l2_run, capsys):
     assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "trainer.log_every_n_steps=1",
                    "--restart") == 0
     assert "resuming" not in capsys.readouterr().out
-    assert json.loads((out / "summary.json").read_text())["steps"] == STEPS_PER_EPOCH
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == STEPS_PER_EPOCH and summary["seconds_before_resume"] == 0
     # trained again from scratch with the same seed: the same weights (runs are deterministic)
     a, _ = load_model(l2_run / "model.pt")
     b, _ = load_model(out / "model.pt")
@@ -645,3 +650,19 @@ def test_teacher_cache_waiting_rank_stops_when_rank_zero_failed(env, monkeypatch
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(DataError, match="failed on rank 0: MemoryError: boom"):
         teacher_cache.teacher_outputs(teacher, store, 99, progress=False)
+
+
+def test_logged_invocations_order_and_seconds(tmp_path):
+    """metrics.<k>.csv in numeric order (10 after 2), then metrics.csv; the earlier ones' seconds add up."""
+    from kdlandmarks.training.run import earlier_training_seconds, logged_invocations
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, seconds in [("metrics.10.csv", 5.0), ("metrics.2.csv", 3.0), ("metrics.1.csv", 2.0),
+                          ("metrics.csv", 100.0)]:
+        (logs / name).write_text(f"epoch,train_seconds,val_nme\n0,{seconds / 2},\n0,,9.0\n1,{seconds},\n")
+    (logs / "metrics.old.csv").write_text("epoch,train_seconds\n0,1000\n")  # not an invocation's log
+    assert [p.name for p in logged_invocations(tmp_path)] == ["metrics.1.csv", "metrics.2.csv", "metrics.10.csv",
+                                                              "metrics.csv"]
+    assert earlier_training_seconds(tmp_path) == pytest.approx(10.0)
+    assert earlier_training_seconds(tmp_path / "nowhere") == 0

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from kdlandmarks.training.run import logged_invocations, logged_training_seconds
+
 ARMS = {  # arm -> (question, what changes from the base arm "fresh")
     "paper": ("baseline", "old 300w-cpu: 6 fixed copies, Adam, Keras decay, L2, lr 1e-3, batch 70"),
     "fresh": ("base", "fresh augmentation each step (rot ±25°), AdamW 2e-3 wd 1e-4, one-cycle, L1, batch 32"),
@@ -31,23 +33,21 @@ ARMS = {  # arm -> (question, what changes from the base arm "fresh")
 
 
 def read_curve(run: Path) -> list[tuple[float, int, float]]:
-    """(training minutes, optimisation steps, val NME) per validation, across resumed invocations."""
-    rows: list[dict] = []
-    logs = sorted(run.glob("logs/metrics*.csv"))
-    for f in logs:
-        with open(f) as fh:
-            rows += list(csv.DictReader(fh))
-    seconds_by_epoch: dict[int, float] = {}
-    for r in rows:
-        if r.get("train_seconds"):
-            seconds_by_epoch[int(r["epoch"])] = float(r["train_seconds"])
-    curve = []
-    for r in rows:
-        if r.get("val_nme"):
-            epoch = int(r["epoch"])
-            known = [e for e in seconds_by_epoch if e <= epoch]
-            seconds = seconds_by_epoch[max(known)] if known else 0.0
-            curve.append((seconds / 60, int(r["step"]), float(r["val_nme"])))
+    """(training minutes, optimisation steps, val NME) per validation, across resumed invocations: each
+    invocation logs its own training seconds from zero, so it starts where the previous one's ended."""
+    curve: list[tuple[float, int, float]] = []
+    seconds_before = 0.0
+    for log in logged_invocations(run):
+        with open(log) as fh:
+            rows = list(csv.DictReader(fh))
+        seconds_by_epoch = {int(r["epoch"]): float(r["train_seconds"]) for r in rows if r.get("train_seconds")}
+        for r in rows:
+            if r.get("val_nme"):
+                epoch = int(r["epoch"])
+                known = [e for e in seconds_by_epoch if e <= epoch]
+                seconds = seconds_by_epoch[max(known)] if known else 0.0
+                curve.append(((seconds_before + seconds) / 60, int(r["step"]), float(r["val_nme"])))
+        seconds_before += logged_training_seconds(log)
     return curve
 
 

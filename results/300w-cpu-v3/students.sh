@@ -13,6 +13,11 @@
 # store and 160 epochs, trained 2026-12-02), so the default list leaves l1-lite out; table.sh takes its scores.
 #   CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
 # TOUGH / TOLERANT (default: the shipped teachers) take a shipped name, a model file or a run folder.
+# A run named RUN-sK (K >= 2) is a next stage of RUN: it starts from the previous stage's fp16 weights (--init;
+# the shipped student of that name where this machine lost them), with a fresh one-cycle at lr $STAGE_LR
+# (1e-3, as the teachers' next stages) for $STAGE_EPOCHS epochs (default: the width's budget); its folder is
+# student-RUN-sK, and the table adds a row for the model with its stages beside the one-stage row.
+#   CORE=1 ONLY="kd-lite-s2" STAGE_EPOCHS=120 results/300w-cpu-v3/students.sh
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
 DATA=${DATA:-../shared/data/300w}
@@ -22,6 +27,7 @@ TOUGH=${TOUGH:-kd-teacher-300w-tough}
 TOLERANT=${TOLERANT:-kd-teacher-300w-tolerant}
 EPOCHS_FULL=${EPOCHS_FULL:-80}
 EPOCHS_LITE=${EPOCHS_LITE:-160}
+STAGE_LR=${STAGE_LR:-1e-3}
 CACHE=${CACHE:-warp}   # how KD gets the teachers' outputs: warp | false (online); see benchmarks/kd_teacher_outputs
 CORE=${CORE:-0}
 mkdir -p "$RUNS"
@@ -31,12 +37,21 @@ mkdir -p "$RUNS"
 ONLY=${ONLY:-kd-full kd-lite l2-full l2-lite l1-full kd-tough-full kd-tolerant-full}
 kd=(--loss kd --tough "$TOUGH" --tolerant "$TOLERANT" --set student.teacher_cache="$CACHE")
 for run in $ONLY; do
-  case $run in
+  base=${run%-s[0-9]*}  # kd-lite-s2 -> kd-lite; a one-stage run is its own base
+  case $base in
     *-full) arch=mobilenetv2_100; epochs=$EPOCHS_FULL ;;
     *-lite) arch=mobilenetv2_050; epochs=$EPOCHS_LITE ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
   esac
-  case $run in
+  stage=(); [ "$base" = "$run" ] || {
+    k=${run##*-s}; prev="$RUNS/student-$base/model-fp16.pt"
+    [ "$k" -gt 2 ] && prev="$RUNS/student-$base-s$((k - 1))/model-fp16.pt"
+    if [ ! -f "$prev" ] && [ "$k" -eq 2 ]; then
+      case $base in kd-full) prev=kd-student-300w ;; kd-lite) prev=kd-student-300w-lite ;; esac
+    fi
+    epochs=${STAGE_EPOCHS:-$epochs}; stage=(--init "$prev" --set student.lr="$STAGE_LR")
+  }
+  case $base in
     kd-tough-*) loss=("${kd[@]}" --set "student.kd.teachers=[tough]") ;;
     kd-tolerant-*) loss=("${kd[@]}" --set "student.kd.teachers=[tolerant]") ;;
     kd-*) loss=("${kd[@]}") ;;
@@ -47,9 +62,9 @@ for run in $ONLY; do
   if [ -f "$keep/summary.json" ]; then echo "student-$run: kept in $keep, skipped"; continue; fi
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c "$CORE" kdlandmarks train student --config 300w-cpu \
       --store "$STORE" --out "$RUNS/student-$run" --set student.arch=$arch --set student.epochs="$epochs" \
-      "${loss[@]}" --quiet > "$RUNS/student-$run.log" 2>&1
+      "${loss[@]}" "${stage[@]}" --quiet >> "$RUNS/student-$run.log" 2>&1
   run_dir="$RUNS/student-$run"
-  mkdir -p "$keep/logs"; cp "$run_dir/config.yaml" "$run_dir/summary.json" "$keep/"; cp "$run_dir/logs/metrics.csv" "$keep/logs/"
+  mkdir -p "$keep/logs"; cp "$run_dir/config.yaml" "$run_dir/summary.json" "$keep/"; cp "$run_dir"/logs/metrics*.csv "$keep/logs/"  # metrics.K.csv: invocations before a resume
   model="$run_dir/model-fp16.pt"  # every row scores the fp16 weights, the form that ships
   python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run_dir/model.pt'); save_model('$model', m, i, half=True)"
   for extra in "" "--flip-test"; do

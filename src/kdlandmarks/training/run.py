@@ -7,6 +7,7 @@ test split: the last epoch, or the best epoch on a validation split carved from 
 """
 from __future__ import annotations
 
+import csv
 import inspect
 import os
 import time
@@ -299,19 +300,48 @@ def _trainer(recipe: Recipe, cfg: RoleConfig, out: Path, accelerator: str, preci
         raise ConfigError(f"trainer settings: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+def logged_invocations(out: str | Path) -> list[Path]:
+    """A run folder's CSV logs in training order: metrics.1.csv, metrics.2.csv, ... (one per invocation that
+    a resume continued), then metrics.csv (the latest)."""
+    logs = Path(out) / "logs"
+    earlier = [(int(p.name.split(".")[1]), p) for p in logs.glob("metrics.*.csv") if p.name.split(".")[1].isdigit()]
+    latest = [logs / "metrics.csv"] if (logs / "metrics.csv").is_file() else []
+    return [p for _, p in sorted(earlier)] + latest
+
+
+def logged_training_seconds(csv_log: Path) -> float:
+    """The training seconds one invocation logged (ThroughputMeter's last train_seconds; 0 when none)."""
+    seconds = 0.0
+    with open(csv_log, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("train_seconds"):
+                seconds = float(row["train_seconds"])
+    return seconds
+
+
+def earlier_training_seconds(out: str | Path) -> float:
+    """Training seconds of the invocations before the latest (metrics.<k>.csv), so that a run cut off and
+    resumed reports its whole cost, not only the last invocation's."""
+    return sum(logged_training_seconds(p) for p in logged_invocations(out) if p.name != "metrics.csv")
+
+
 def _resume_point(out: Path, restart: bool) -> Path | None:
     """checkpoints/last.ckpt when there is one to resume from (and not `restart`). Lightning's CSV writer
-    deletes an existing metrics.csv, so the earlier invocations' rows are kept beside it (metrics.<k>.csv)."""
+    deletes an existing metrics.csv, so the earlier invocations' rows are kept beside it (metrics.<k>.csv);
+    a restart drops them with the run they belonged to."""
     last = out / "checkpoints" / "last.ckpt"
     resume = last if last.is_file() and not restart else None
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        return resume
+    earlier = [p for p in logged_invocations(out) if p.name != "metrics.csv"]
     if resume:
         print(f"resuming from {resume}")
         csv_log = out / "logs" / "metrics.csv"
-        if csv_log.is_file() and int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            k = 1
-            while (out / "logs" / f"metrics.{k}.csv").exists():
-                k += 1
-            os.replace(csv_log, out / "logs" / f"metrics.{k}.csv")
+        if csv_log.is_file():
+            os.replace(csv_log, out / "logs" / f"metrics.{len(earlier) + 1}.csv")
+    else:
+        for stale in earlier:
+            stale.unlink()
     return resume
 
 
@@ -373,12 +403,16 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     last_checkpoint, checkpoint = _checkpointers(out, has_val)
     meter = ThroughputMeter(recipe.data.batch_size)
     trainer = _trainer(recipe, plan.cfg, out, accelerator, precision, [last_checkpoint, checkpoint, meter], progress)
-    seconds = _fit(trainer, module, datamodule, _resume_point(out, restart), has_val)
+    resume = _resume_point(out, restart)
+    seconds = _fit(trainer, module, datamodule, resume, has_val)
+    seconds_before = earlier_training_seconds(out) if resume else 0.0
 
     # 4. the selected model as a portable file, plus a summary
     summary: dict[str, Any] = {
         "role": role, "kind": kind, "loss": plan.loss, "epochs_completed": int(trainer.current_epoch),
-        "epochs_planned": plan.cfg.epochs, "steps": int(trainer.global_step), "seconds": round(seconds, 1),
+        "epochs_planned": plan.cfg.epochs, "steps": int(trainer.global_step),
+        # the whole run's cost: this invocation plus those a resume continued (their logged training time)
+        "seconds": round(seconds + seconds_before, 1), "seconds_before_resume": round(seconds_before, 1),
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
