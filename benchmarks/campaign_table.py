@@ -24,7 +24,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "tough-r18": ("Tough-Teacher, ResNet-18, L1", "3.34 (B3)"),
     "tolerant-r18": ("Tolerant-Teacher, ResNet-18, L1 on soft-landmarks", "—"),
     "student-kd-full": ("**KD student, MobileNetV2-1.0** (`kd-student-300w`)", "3.56"),
-    "student-kd-lite": ("**KD lite, MobileNetV2-0.5** (`kd-student-300w-lite`)", "—"),
+    "student-kd-lite": ("KD lite, MobileNetV2-0.5, stage 1 (the baselines' budget)", "—"),
     "student-l2-full": ("plain L2, MobileNetV2-1.0", "3.93"),
     "student-l2-lite": ("plain L2, MobileNetV2-0.5", "—"),
     "student-l1-full": ("plain L1, MobileNetV2-1.0", "—"),
@@ -37,7 +37,7 @@ LABELS: dict[str, tuple[str, str]] = {
 # students given further stages (students.sh RUN-sK): the same-budget row above keeps the first stage alone,
 # and this row, right after it, the model with all its stages
 STAGED: dict[str, tuple[str, str]] = {
-    "student-kd-lite": ("KD lite, MobileNetV2-0.5, stage 1 + a second stage from it (`--init`)", "—"),
+    "student-kd-lite": ("**KD lite, MobileNetV2-0.5, 2 stages** (`kd-student-300w-lite`)", "—"),
 }
 
 

@@ -11,6 +11,7 @@
 #   TOUGH=results/300w-cpu-v3/tough-r18-s3-fp16.pt TOLERANT=results/300w-cpu-v3/tolerant-r18-s2-fp16.pt \
 #     results/300w-cpu-v3/ship.sh                       # as shipped 2026-12-03
 #   ONLY="kd-full kd-lite" results/300w-cpu-v3/ship.sh  # the students alone, from this machine's runs
+#   ONLY="kd-lite-s2" results/300w-cpu-v3/ship.sh       # the lite's second stage, as kd-student-300w-lite
 set -euo pipefail
 HERE=${HERE:-results/300w-cpu-v3}
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
@@ -28,13 +29,13 @@ for what in $ONLY; do
     teachers)
       move_file "${TOUGH:?the final Tough-Teacher (fp16 file)}" "$WEIGHTS/kd-teacher-300w-tough.pt"
       move_file "${TOLERANT:?the final Tolerant-Teacher (fp16 file)}" "$WEIGHTS/kd-teacher-300w-tolerant.pt" ;;
-    kd-full|kd-lite)
-      name=kd-student-300w; [ "$what" = kd-lite ] && name=kd-student-300w-lite
+    kd-full|kd-lite|kd-full-s[0-9]*|kd-lite-s[0-9]*)  # a later stage (students.sh RUN-sK) ships under its name too
+      name=kd-student-300w; [ "${what%-s[0-9]*}" = kd-lite ] && name=kd-student-300w-lite
       install_file "$RUNS/student-$what/model-fp16.pt" "$WEIGHTS/$name.pt"
       kdlandmarks export --model "$WEIGHTS/$name.pt" --format onnx --out "$WEIGHTS/$name.onnx"
       kdlandmarks evaluate --model "$name" --dataset 300w --root "$DATA" --split lfpw/testset \
           --protocol detector --out "$HERE/student-$what/eval-detector"
       rm -r "$HERE/student-$what/eval-detector/pts" ;;
-    *) echo "unknown item $what (teachers, kd-full, kd-lite)" >&2; exit 2 ;;
+    *) echo "unknown item $what (teachers, kd-full, kd-lite, or a later stage: kd-lite-s2 ...)" >&2; exit 2 ;;
   esac
 done

@@ -14,10 +14,10 @@
 #   CORE=0 ONLY="kd-full l2-full" results/300w-cpu-v3/students.sh
 # TOUGH / TOLERANT (default: the shipped teachers) take a shipped name, a model file or a run folder.
 # A run named RUN-sK (K >= 2) is a next stage of RUN: it starts from the previous stage's fp16 weights (--init;
-# the shipped student of that name where this machine lost them), with a fresh one-cycle at lr $STAGE_LR
+# for kd-full, the shipped student where this machine lost them), with a fresh one-cycle at lr $STAGE_LR
 # (1e-3, as the teachers' next stages) for $STAGE_EPOCHS epochs (default: the width's budget); its folder is
 # student-RUN-sK, and the table adds a row for the model with its stages beside the one-stage row.
-#   CORE=1 ONLY="kd-lite-s2" STAGE_EPOCHS=120 results/300w-cpu-v3/students.sh
+#   CORE=1 ONLY="kd-lite-s2" STAGE_EPOCHS=120 results/300w-cpu-v3/students.sh   # ran 2026-12-03; shipped
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v3}
 DATA=${DATA:-../shared/data/300w}
@@ -46,9 +46,12 @@ for run in $ONLY; do
   stage=(); [ "$base" = "$run" ] || {
     k=${run##*-s}; prev="$RUNS/student-$base/model-fp16.pt"
     [ "$k" -gt 2 ] && prev="$RUNS/student-$base-s$((k - 1))/model-fp16.pt"
-    if [ ! -f "$prev" ] && [ "$k" -eq 2 ]; then
-      case $base in kd-full) prev=kd-student-300w ;; kd-lite) prev=kd-student-300w-lite ;; esac
+    if [ ! -f "$prev" ] && [ "$k" -eq 2 ] && [ "$base" = kd-full ]; then
+      prev=kd-student-300w  # the shipped full-width student is its stage 1
     fi
+    # the shipped kd-student-300w-lite is stage 2; its stage 1 is in git: git show
+    # 3eafb53:src/kdlandmarks/weights/kd-student-300w-lite.pt > $RUNS/student-kd-lite/model-fp16.pt
+    [ -f "$prev" ] || [ "$prev" = kd-student-300w ] || { echo "$run: no previous stage at $prev" >&2; exit 2; }
     epochs=${STAGE_EPOCHS:-$epochs}; stage=(--init "$prev" --set student.lr="$STAGE_LR")
   }
   case $base in

@@ -3,7 +3,8 @@
 # (teachers of each stage, students): results/300w-cpu-v3/comparison/{table.md,ced.png,ced.csv}; and, per
 # student width, every student paired face by face with the plain-L2 baseline of that width (the paper's
 # comparison) and with the plain-L1 one (this recipe's): comparison/paired-{full,lite}-vs-{l2,l1}/table.md
-# (mean NME difference, bootstrap 95 % CI, faces won, paired p-value).
+# (mean NME difference, bootstrap 95 % CI, faces won, paired p-value); a KD student's further stages
+# (student-kd-WIDTH-sK) join its width's pairings.
 # Run from the repository root after run.sh / students.sh; the README's results tables quote them.
 set -euo pipefail
 HERE=${HERE:-results/300w-cpu-v3}
@@ -28,6 +29,9 @@ for width in full lite; do
     for run in kd l2 l1 kd-tough kd-tolerant; do
       d=$(student_eval $run $width)
       [ -d "$d" ] && evals+=(--eval "student-$run-$width=$d")
+    done
+    for d in "$HERE"/student-kd-$width-s*/eval-gt; do  # the KD student's further stages (students.sh RUN-sK)
+      [ -d "$d" ] && evals+=(--eval "$(basename "$(dirname "$d")")=$d")
     done
     kdlandmarks report "${evals[@]}" --baseline "student-$base-$width" --out "$HERE/comparison/paired-$width-vs-$base" \
         --title "$title, MobileNetV2 $width width"

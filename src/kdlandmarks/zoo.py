@@ -12,7 +12,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # also have <name>.onnx (kdlandmarks export: onnxruntime inference without importing torch).
 SHIPPED: dict[str, str] = {
     "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px; LFPW test NME 4.69 %; 4.2 ms/face (onnxruntime, 2 CPU cores)",
-    "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 4.35 %; 1.25 ms/face (onnxruntime, 2 CPU cores)",
+    "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px; LFPW test NME 4.03 %; 1.25 ms/face (onnxruntime, 2 CPU cores)",
     "kd-teacher-300w-tough": "Tough-Teacher (hard landmarks), ResNet-18, 68 points, 128 px; LFPW test NME 3.64 %; PyTorch only",
     "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-18, 68 points, 128 px; LFPW test NME 4.09 %; "
                                 "PyTorch only",
