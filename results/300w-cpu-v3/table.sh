@@ -3,7 +3,8 @@
 # (teachers of each stage, students): results/300w-cpu-v3/comparison/{table.md,ced.png,ced.csv}; and, per
 # student width, every student paired face by face with the plain-L2 baseline of that width (the paper's
 # comparison) and with the plain-L1 one (this recipe's): comparison/paired-{full,lite}-vs-{l2,l1}/table.md
-# (mean NME difference, bootstrap 95 % CI, faces won, paired p-value); a KD student's further stages
+# (mean NME difference, bootstrap 95 % CI, faces won, paired p-value), and the single-teacher ablations
+# with KD from both teachers (comparison/paired-full-ablations); a KD student's further stages
 # (student-kd-WIDTH-sK) join its width's pairings.
 # Run from the repository root after run.sh / students.sh; the README's results tables quote them.
 set -euo pipefail
@@ -37,3 +38,11 @@ for width in full lite; do
         --title "$title, MobileNetV2 $width width"
   done
 done
+# the single-teacher ablations paired with KD from both teachers (the paper's † rows against its 3.56)
+evals=(--eval "student-kd-full=$HERE/student-kd-full/eval-gt")
+for run in kd-tough kd-tolerant; do
+  d="$HERE/student-$run-full/eval-gt"
+  [ -d "$d" ] && evals+=(--eval "student-$run-full=$d")
+done
+kdlandmarks report "${evals[@]}" --baseline student-kd-full --out "$HERE/comparison/paired-full-ablations" \
+    --title "$title, MobileNetV2 full width, single-teacher ablations"
