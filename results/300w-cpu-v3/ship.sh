@@ -26,9 +26,10 @@ move_file() {  # src dst: install, then drop the source, so the repository keeps
 }
 for what in $ONLY; do
   case $what in
-    teachers)
-      move_file "${TOUGH:?the final Tough-Teacher (fp16 file)}" "$WEIGHTS/kd-teacher-300w-tough.pt"
-      move_file "${TOLERANT:?the final Tolerant-Teacher (fp16 file)}" "$WEIGHTS/kd-teacher-300w-tolerant.pt" ;;
+    teachers)  # TOUGH and/or TOLERANT: the final stage's fp16 file of each teacher to ship
+      [ -n "${TOUGH:-}${TOLERANT:-}" ] || { echo "teachers: set TOUGH and/or TOLERANT (fp16 files)" >&2; exit 2; }
+      if [ -n "${TOUGH:-}" ]; then move_file "$TOUGH" "$WEIGHTS/kd-teacher-300w-tough.pt"; fi
+      if [ -n "${TOLERANT:-}" ]; then move_file "$TOLERANT" "$WEIGHTS/kd-teacher-300w-tolerant.pt"; fi ;;
     kd-full|kd-lite|kd-full-s[0-9]*|kd-lite-s[0-9]*)  # a later stage (students.sh RUN-sK) ships under its name too
       name=kd-student-300w; [ "${what%-s[0-9]*}" = kd-lite ] && name=kd-student-300w-lite
       install_file "$RUNS/student-$what/model-fp16.pt" "$WEIGHTS/$name.pt"
