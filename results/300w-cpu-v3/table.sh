@@ -41,7 +41,7 @@ done
 # the single-teacher ablations paired with KD from both teachers (the paper's † rows against its 3.56)
 evals=(--eval "student-kd-full=$HERE/student-kd-full/eval-gt")
 for run in kd-tough kd-tolerant; do
-  d="$HERE/student-$run-full/eval-gt"
+  d=$(student_eval $run full)
   [ -d "$d" ] && evals+=(--eval "student-$run-full=$d")
 done
 kdlandmarks report "${evals[@]}" --baseline student-kd-full --out "$HERE/comparison/paired-full-ablations" \

@@ -319,10 +319,15 @@ def logged_training_seconds(csv_log: Path) -> float:
     return seconds
 
 
+def _earlier_logs(out: str | Path) -> list[Path]:
+    """The CSV logs of the invocations before the latest (metrics.<k>.csv), in training order."""
+    return [p for p in logged_invocations(out) if p.name != "metrics.csv"]
+
+
 def earlier_training_seconds(out: str | Path) -> float:
     """Training seconds of the invocations before the latest (metrics.<k>.csv), so that a run cut off and
     resumed reports its whole cost, not only the last invocation's."""
-    return sum(logged_training_seconds(p) for p in logged_invocations(out) if p.name != "metrics.csv")
+    return sum(logged_training_seconds(p) for p in _earlier_logs(out))
 
 
 def _resume_point(out: Path, restart: bool) -> Path | None:
@@ -333,7 +338,7 @@ def _resume_point(out: Path, restart: bool) -> Path | None:
     resume = last if last.is_file() and not restart else None
     if int(os.environ.get("LOCAL_RANK", "0")) != 0:
         return resume
-    earlier = [p for p in logged_invocations(out) if p.name != "metrics.csv"]
+    earlier = _earlier_logs(out)
     if resume:
         print(f"resuming from {resume}")
         csv_log = out / "logs" / "metrics.csv"
