@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlandmarks.crop import gt_crop, landmark_box
-from kdlandmarks.datasets import dataset_scheme
-from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.detection import create_detector, match_detection
-from kdlandmarks.export import OnnxRegressor
-from kdlandmarks.inference import LandmarkDetector
-from kdlandmarks.metrics import per_image_nme, summarize
+from kdlandmarks.data.crop import gt_crop, landmark_box
+from kdlandmarks.data.datasets import dataset_scheme
+from kdlandmarks.data.datasets.w300 import read_300w
+from kdlandmarks.inference.detection import create_detector, match_detection
+from kdlandmarks.export.onnx import OnnxRegressor
+from kdlandmarks.inference.detector import LandmarkDetector
+from kdlandmarks.evaluation.metrics import per_image_nme, summarize
 
 MODELS = ("kd-student-300w-lite", "kd-student-300w")
 

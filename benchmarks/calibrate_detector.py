@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from kdlandmarks.crop import DEFAULT_MARGIN, BoxCalibration, landmark_box
-from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.calibration import calibration_errors, detector_pairs
-from kdlandmarks.detection import DETECTORS, create_detector, detector_status
+from kdlandmarks.data.crop import DEFAULT_MARGIN, BoxCalibration, landmark_box
+from kdlandmarks.data.datasets.w300 import read_300w
+from kdlandmarks.inference.calibration import calibration_errors, detector_pairs
+from kdlandmarks.inference.detection import DETECTORS, create_detector, detector_status
 
 LANDMARKS = "landmarks"  # not a detector: the tight box around the annotated landmarks
 VERSIONED = {"haar": "cv2", "dlib": "dlib", "mediapipe": "mediapipe", "mediapipe-full": "mediapipe"}

@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 
-from kdlandmarks.crop import DEFAULT_MARGIN
-from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.calibration import calibration_errors, detector_pairs
-from kdlandmarks.detection import available_detectors, create_detector, default_calibration, detector_status
+from kdlandmarks.data.crop import DEFAULT_MARGIN
+from kdlandmarks.data.datasets.w300 import read_300w
+from kdlandmarks.inference.calibration import calibration_errors, detector_pairs
+from kdlandmarks.inference.detection import available_detectors, create_detector, detector_status
+from kdlandmarks.inference.calibration import default_calibration
 
 
 def main() -> None:

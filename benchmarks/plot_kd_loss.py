@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from kdlandmarks.fileio import atomic_path  # noqa: E402
-from kdlandmarks.losses import KDLoss, assistant_weight  # noqa: E402
+from kdlandmarks.models.losses import KDLoss, assistant_weight  # noqa: E402
 
 
 def curves(loss: KDLoss, tough: float, tolerant: float, lo: float, hi: float, n: int = 2001):

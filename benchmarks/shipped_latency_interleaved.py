@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from kdlandmarks.export import OnnxRegressor
-from kdlandmarks.zoo import resolve_model, shipped_names
+from kdlandmarks.export.onnx import OnnxRegressor
+from kdlandmarks.models.zoo import resolve_model, shipped_names
 
 
 def main() -> None:

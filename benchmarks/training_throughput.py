@@ -18,10 +18,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from kdlandmarks.augment import AugmentConfig, BatchAugmenter
-from kdlandmarks.datasets import sample_root
-from kdlandmarks.models import ModelInfo, create_model, save_model
-from kdlandmarks.store import FaceStore, PrepareParams, prepare_store
+from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter
+from kdlandmarks.data.datasets import sample_root
+from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
+from kdlandmarks.data.store import FaceStore, PrepareParams, prepare_store
 from kdlandmarks.training.data import StoreDataModule
 from kdlandmarks.training.module import LandmarkModule
 from kdlandmarks.training.teacher_cache import teacher_outputs

@@ -14,10 +14,10 @@ import argparse
 import numpy as np
 import torch
 
-from kdlandmarks.augment import AugmentConfig, BatchAugmenter, batch_generator
-from kdlandmarks.codec import LandmarkCodec
-from kdlandmarks.models import load_model
-from kdlandmarks.store import FaceStore
+from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter, batch_generator
+from kdlandmarks.data.codec import LandmarkCodec
+from kdlandmarks.models.backbones import load_model
+from kdlandmarks.data.store import FaceStore
 from kdlandmarks.training.config import load_recipe
 from kdlandmarks.training.data import split_faces
 

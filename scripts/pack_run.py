@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from kdlandmarks.models import load_model, save_model  # noqa: E402
+from kdlandmarks.models.backbones import load_model, save_model  # noqa: E402
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kdlandmarks.asm import ActiveShapeModel
+from kdlandmarks.training.asm import ActiveShapeModel
 from kdlandmarks.errors import ConfigError, DataError
 
 N = 10

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdlandmarks.augment import AugmentConfig, BatchAugmenter, batch_generator
-from kdlandmarks.datasets import sample_root
-from kdlandmarks.datasets.pts import read_pts
+from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter, batch_generator
+from kdlandmarks.data.datasets import sample_root
+from kdlandmarks.data.datasets.pts import read_pts
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.schemes import W300
+from kdlandmarks.data.schemes import W300
 
 SRC = 64  # stored crop side
 OUT = 48  # network input side

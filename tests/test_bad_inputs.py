@@ -27,10 +27,10 @@ import pytest
 import torch
 
 from kdlandmarks.cli import main
-from kdlandmarks.datasets import sample_root
-from kdlandmarks.datasets.pts import read_pts, write_pts
-from kdlandmarks.datasets.record import MAX_IMAGE_PIXELS, read_image
-from kdlandmarks.detection import MIN_IMAGE_SIDE
+from kdlandmarks.data.datasets import sample_root
+from kdlandmarks.data.datasets.pts import read_pts, write_pts
+from kdlandmarks.data.datasets.record import MAX_IMAGE_PIXELS, read_image
+from kdlandmarks.data.images import MIN_IMAGE_SIDE
 from kdlandmarks.errors import DataError, ModelError
 from kdlandmarks.fileio import atomic_path
 
@@ -390,8 +390,8 @@ def test_cli(case: Case, tmp_path: Path, capsys) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def api_evil_model(tmp: Path) -> None:
-    from kdlandmarks.inference import LandmarkDetector
-    from kdlandmarks.models import load_model
+    from kdlandmarks.inference.detector import LandmarkDetector
+    from kdlandmarks.models.backbones import load_model
 
     for path in (evil_model(tmp), evil_model(tmp, "evil.ckpt", checkpoint=True)):
         with pytest.raises(ModelError, match="not a kdlandmarks model file"):
@@ -496,7 +496,7 @@ def api_pixel_limit_is_an_argument(tmp: Path) -> None:
 
 
 def api_detector_sees_a_downscaled_copy(tmp: Path) -> None:
-    from kdlandmarks.inference import LandmarkDetector
+    from kdlandmarks.inference.detector import LandmarkDetector
 
     seen = []
 
@@ -514,7 +514,7 @@ def api_detector_sees_a_downscaled_copy(tmp: Path) -> None:
 
 
 def api_small_array_message(tmp: Path) -> None:
-    from kdlandmarks.inference import LandmarkDetector
+    from kdlandmarks.inference.detector import LandmarkDetector
 
     det = LandmarkDetector(MODEL)
     with pytest.raises(DataError, match=rf"image is 1x1 pixels, too small: at least {MIN_IMAGE_SIDE}x"):
@@ -522,7 +522,7 @@ def api_small_array_message(tmp: Path) -> None:
 
 
 def api_bad_image_in_detect_batch_names_it(tmp: Path) -> None:
-    from kdlandmarks.inference import LandmarkDetector
+    from kdlandmarks.inference.detector import LandmarkDetector
 
     det = LandmarkDetector(MODEL)
     good = cv2.cvtColor(cv2.imread(str(PHOTOS[0])), cv2.COLOR_BGR2RGB)
@@ -535,7 +535,7 @@ def api_bad_image_in_detect_batch_names_it(tmp: Path) -> None:
 
 
 def api_far_point_in_a_record(tmp: Path) -> None:
-    from kdlandmarks.datasets import load_dataset
+    from kdlandmarks.data.datasets import load_dataset
 
     root = w300_layout(tmp, {"bad": far_point()})
     records = {r.name: r for r in load_dataset("300w", root, "afw")}

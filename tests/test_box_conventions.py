@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from kdlandmarks.cli import main
-from kdlandmarks.crop import DEFAULT_MARGIN, BoxCalibration, gt_crop, landmark_box, square_from_landmarks
-from kdlandmarks.datasets import dataset_scheme, sample_root
-from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.detection import (DEFAULT_CALIBRATIONS, box_source_names, check_box_source, default_calibration,
-                                   detector_status, match_detection)
+from kdlandmarks.data.crop import DEFAULT_MARGIN, BoxCalibration, gt_crop, landmark_box, square_from_landmarks
+from kdlandmarks.data.datasets import dataset_scheme, sample_root
+from kdlandmarks.data.datasets.w300 import read_300w
+from kdlandmarks.inference.calibration import DEFAULT_CALIBRATIONS, box_source_names, check_box_source, default_calibration
+from kdlandmarks.inference.detection import detector_status, match_detection
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.inference import LandmarkDetector
-from kdlandmarks.metrics import per_image_nme
+from kdlandmarks.inference.detector import LandmarkDetector
+from kdlandmarks.evaluation.metrics import per_image_nme
 
 CONVENTIONS = ("retinaface", "haar", "dlib", "mediapipe", "mediapipe-full", "landmarks")
 LITE = "kd-student-300w-lite"
@@ -172,7 +172,7 @@ def test_optional_detector_boxes_calibrate_onto_the_gt_crop(name, test_faces):
     reason = detector_status()[name]
     if reason is not None:
         pytest.skip(f"{name}: {reason}")
-    from kdlandmarks.detection import create_detector
+    from kdlandmarks.inference.detection import create_detector
 
     det = create_detector(name)
     assert det.name == name

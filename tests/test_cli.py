@@ -12,9 +12,9 @@ import pytest
 
 from kdlandmarks.cli import main
 from kdlandmarks.cli.predict import collect_inputs
-from kdlandmarks.datasets import sample_root
+from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ConfigError, DataError
-from kdlandmarks.report import load_evaluation
+from kdlandmarks.evaluation.report import load_evaluation
 from kdlandmarks.training.config import load_recipe
 
 
@@ -139,7 +139,7 @@ def test_report_pairs_models_face_by_face_against_a_baseline(tmp_path, capsys):
     assert cells[10].startswith("≤")  # no sign flip of 10,000 reaches a gap this consistent
     assert "| base |" in table and "baseline" in table
 
-    from kdlandmarks.report import paired_difference
+    from kdlandmarks.evaluation.report import paired_difference
     identical = paired_difference(base, base)
     assert identical["mean_difference"] == 0 and identical["p_value"] == 1.0
     shuffled = paired_difference(same, base)
@@ -160,7 +160,7 @@ def test_report_baseline_must_be_a_label_and_faces_must_match(tmp_path, capsys):
 
 def test_report_pairs_every_scored_face_when_subsets_are_groups(tmp_path):
     """300-W --split full reports common/challenging/full over folders: pairing uses every scored face."""
-    from kdlandmarks.report import compare
+    from kdlandmarks.evaluation.report import compare
     summary = {"count": 4, "nme": 5.0, "failure_rate": 0.0, "auc": 0.5, "auc_paper_code": 0.7, "threshold": 0.1}
     folders = ["lfpw/testset", "lfpw/testset", "helen/testset", "ibug"]
     for label, nme in (("a", [0.05, 0.06, 0.07, 0.08]), ("b", [0.04, 0.05, 0.06, 0.07])):

@@ -7,15 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from kdlandmarks.datasets import load_dataset, read_image, sample_root
-from kdlandmarks.datasets.cofw import read_cofw
-from kdlandmarks.datasets.folder import read_folder
-from kdlandmarks.datasets.pts import read_pts, write_pts
-from kdlandmarks.datasets.w300 import read_300w
-from kdlandmarks.datasets import full_300w_root
-from kdlandmarks.datasets.wflw import WFLW_ATTRIBUTES, read_wflw
+from kdlandmarks.data.datasets import load_dataset, read_image, sample_root
+from kdlandmarks.data.datasets.cofw import read_cofw
+from kdlandmarks.data.datasets.folder import read_folder
+from kdlandmarks.data.datasets.pts import read_pts, write_pts
+from kdlandmarks.data.datasets.w300 import read_300w
+from kdlandmarks.data.datasets import full_300w_root
+from kdlandmarks.data.datasets.wflw import WFLW_ATTRIBUTES, read_wflw
 from kdlandmarks.errors import ConfigError, DataError
-from kdlandmarks.schemes import load_scheme_file
+from kdlandmarks.data.schemes import load_scheme_file
 
 REAL_300W = full_300w_root() or Path("missing-300w")  # $KDLANDMARKS_300W or ../shared/data/300w
 

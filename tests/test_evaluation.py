@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from kdlandmarks.cli import main
-from kdlandmarks.codec import LandmarkCodec
-from kdlandmarks.crop import gt_crop
-from kdlandmarks.datasets.pts import read_pts, write_pts
+from kdlandmarks.data.codec import LandmarkCodec
+from kdlandmarks.data.crop import gt_crop
+from kdlandmarks.data.datasets.pts import read_pts, write_pts
 from kdlandmarks.errors import ModelError
-from kdlandmarks.evaluation import evaluate_model
-from kdlandmarks.models import ModelInfo, create_model, save_model
-from kdlandmarks.zoo import SHIPPED, resolve_model
+from kdlandmarks.evaluation.protocols import evaluate_model
+from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
+from kdlandmarks.models.zoo import SHIPPED, resolve_model
 
 SIZE = 64
 rng = np.random.default_rng(0)
@@ -130,7 +130,7 @@ def test_resolve_model(tmp_path, model_file, monkeypatch):
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "student-300w.pt").write_bytes(b"x")
-    monkeypatch.setattr("kdlandmarks.zoo.WEIGHTS_DIR", weights)
+    monkeypatch.setattr("kdlandmarks.models.zoo.WEIGHTS_DIR", weights)
     monkeypatch.setitem(SHIPPED, "student-300w", "a test model")
     assert resolve_model("student-300w") == weights / "student-300w.pt"
     monkeypatch.setitem(SHIPPED, "broken", "a test model without files")

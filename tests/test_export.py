@@ -11,8 +11,8 @@ import torch
 
 from kdlandmarks.cli import main
 from kdlandmarks.errors import ModelError
-from kdlandmarks.export import METADATA_KEY, OnnxRegressor, export_onnx, face_crops, quantize_int8, to_batch
-from kdlandmarks.models import ModelInfo, create_model, load_model, save_model
+from kdlandmarks.export.onnx import METADATA_KEY, OnnxRegressor, export_onnx, face_crops, quantize_int8, to_batch
+from kdlandmarks.models.backbones import ModelInfo, create_model, load_model, save_model
 
 SIZE = 64
 ARCH = "mobilenetv2_050"
@@ -144,7 +144,7 @@ def test_cli_export_int8(tiny, tmp_path, capsys):
 def test_export_onnx_int8_api(tiny, tmp_path):
     """export_onnx_int8 (what `export --format onnx-int8` runs) from Python: one int8 file, both reports."""
     from kdlandmarks.errors import ConfigError
-    from kdlandmarks.export import export_onnx_int8
+    from kdlandmarks.export.onnx import export_onnx_int8
 
     with pytest.raises(ConfigError):
         export_onnx_int8(tiny, tmp_path / "never.onnx", calibration_faces=0)
@@ -157,7 +157,7 @@ def test_export_onnx_int8_api(tiny, tmp_path):
 
 
 def test_bench_api_tiny(tiny):
-    from kdlandmarks.bench import format_report, run_bench
+    from kdlandmarks.apps.bench import format_report, run_bench
 
     before = torch.get_num_threads()
     report = run_bench(tiny, teacher_arch=None, input_sizes=[SIZE], batches=[1, 2], repeats=2, int8=False,
@@ -183,7 +183,7 @@ def test_time_call_samples_repeats_and_min_seconds():
     """Fast calls keep being timed for min_seconds (other tenants' bursts are shorter than that window)."""
     import time
 
-    from kdlandmarks.bench import time_call
+    from kdlandmarks.apps.bench import time_call
 
     calls = []
     time_call(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0)
@@ -220,7 +220,7 @@ def test_load_model_names_what_is_wrong(exported, tmp_path):
 
 
 def test_unknown_coordinate_space_is_a_config_error():
-    from kdlandmarks.codec import LandmarkCodec
+    from kdlandmarks.data.codec import LandmarkCodec
     from kdlandmarks.errors import ConfigError
 
     with pytest.raises(ConfigError, match="coordinate space"):

@@ -82,8 +82,8 @@ def test_default_umask_mode_for_writers_that_reopen_the_temp(tmp_path):
 
 def test_shipped_writers_use_normal_permissions(tmp_path, umask_027):
     """.pts outputs and model files came out 0600 with mkstemp."""
-    from kdlandmarks.datasets.pts import write_pts
-    from kdlandmarks.models import ModelInfo, create_model, save_model
+    from kdlandmarks.data.datasets.pts import write_pts
+    from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
 
     write_pts(tmp_path / "f.pts", np.zeros((3, 2)))
     info = ModelInfo(arch="mobilenetv2_050", num_points=5, input_size=32)

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from kdlandmarks.cli import main
-from kdlandmarks.codec import LandmarkCodec
-from kdlandmarks.crop import gt_crop, landmark_box
+from kdlandmarks.data.codec import LandmarkCodec
+from kdlandmarks.data.crop import gt_crop, landmark_box
 from kdlandmarks.errors import ConfigError, FlipTestError, KDLandmarksError
-from kdlandmarks.inference import LandmarkDetector, merge_flip_views, run_flip_test, with_mirrors
-from kdlandmarks.models import ModelInfo, create_model, save_model
-from kdlandmarks.schemes import W300
+from kdlandmarks.inference.detector import LandmarkDetector, merge_flip_views, run_flip_test, with_mirrors
+from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
+from kdlandmarks.data.schemes import W300
 
 S = 32          # input size of the fake networks
 LITE = "kd-student-300w-lite"
@@ -108,9 +108,9 @@ def synthetic_face(symmetric: bool, seed: int = 0) -> np.ndarray:
 
 def lfpw_faces(count: int):
     """(image, landmarks) of the bundled 300-W sample's LFPW test faces."""
-    from kdlandmarks.datasets import sample_root
-    from kdlandmarks.datasets.pts import read_pts
-    from kdlandmarks.datasets.record import read_image
+    from kdlandmarks.data.datasets import sample_root
+    from kdlandmarks.data.datasets.pts import read_pts
+    from kdlandmarks.data.datasets.record import read_image
 
     try:
         root = sample_root() / "lfpw" / "testset"
@@ -264,7 +264,7 @@ def test_run_flip_test_calls_the_network_once():
 
 
 def _five():
-    from kdlandmarks.schemes import LandmarkScheme
+    from kdlandmarks.data.schemes import LandmarkScheme
 
     return LandmarkScheme("five", 5, ((0, 1), (3, 4)), (0, 1), ((0,), (1,)))
 
@@ -296,7 +296,7 @@ def no_flip_model(no_flip_scheme, tmp_path_factory):
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_cli_scheme_without_flip_pairs_prints_one_line(command, no_flip_model, tmp_path, capsys):
-    from kdlandmarks.datasets import sample_root
+    from kdlandmarks.data.datasets import sample_root
 
     try:
         root = sample_root()
@@ -319,13 +319,13 @@ def test_cli_scheme_without_flip_pairs_prints_one_line(command, no_flip_model, t
 # --------------------------------------------------------------------------------------------------
 
 def test_cli_predict_flip_test_on_a_bundled_photo(tmp_path, capsys):
-    from kdlandmarks.datasets import sample_root
+    from kdlandmarks.data.datasets import sample_root
 
     try:
         pts = sorted((sample_root() / "lfpw" / "testset").glob("*.pts"))[0]
     except (KDLandmarksError, IndexError):
         pytest.skip("no bundled 300-W sample")
-    from kdlandmarks.datasets.pts import read_pts
+    from kdlandmarks.data.datasets.pts import read_pts
 
     x0, y0, x1, y1 = landmark_box(read_pts(pts))
     box = f"{x0:.1f},{y0:.1f},{x1:.1f},{y1:.1f}"
@@ -343,7 +343,7 @@ def test_cli_predict_flip_test_on_a_bundled_photo(tmp_path, capsys):
 
 
 def test_cli_evaluate_flip_test_on_the_bundled_sample(tmp_path, capsys):
-    from kdlandmarks.datasets import sample_root
+    from kdlandmarks.data.datasets import sample_root
 
     try:
         root = sample_root()
@@ -392,7 +392,7 @@ def test_flip_test_composes_with_tracking_and_smoothing(tmp_path, capsys):
 
 def test_bench_flip_test_rows_without_timing():
     """The bench rows' code path, with a fake runner and a fake timer (no benchmark is run)."""
-    from kdlandmarks.bench import BenchReport, BenchRow, _bench_flip_test, _targets
+    from kdlandmarks.apps.bench import BenchReport, BenchRow, _bench_flip_test, _targets
 
     ran = []
 

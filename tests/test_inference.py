@@ -15,14 +15,13 @@ import pytest
 import torch
 
 from kdlandmarks.cli import main
-from kdlandmarks.crop import DEFAULT_MARGIN, BoxCalibration, square_from_landmarks
-from kdlandmarks.datasets.record import FaceRecord
-from kdlandmarks.detection import (DETECTORS, DEFAULT_CALIBRATIONS, Detection, as_detector, available_detectors,
-                                   calibrate_detector, create_detector, default_calibration, face_matches,
-                                   match_detection, register_detector)
+from kdlandmarks.data.crop import DEFAULT_MARGIN, BoxCalibration, square_from_landmarks
+from kdlandmarks.data.datasets.record import FaceRecord
+from kdlandmarks.inference.detection import DETECTORS, Detection, as_detector, available_detectors, create_detector, face_matches, match_detection, register_detector
+from kdlandmarks.inference.calibration import DEFAULT_CALIBRATIONS, calibrate_detector, default_calibration
 from kdlandmarks.errors import ConfigError, DataError, ModelError
-from kdlandmarks.inference import Face, LandmarkDetector, draw_faces
-from kdlandmarks.models import ModelInfo, create_model, save_model
+from kdlandmarks.inference.detector import Face, LandmarkDetector, draw_faces
+from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
 
 ARCH, SIZE, N = "mobilenetv2_050", 64, 68
 
@@ -186,7 +185,7 @@ def test_builtin_detector_finds_a_real_face(name):
     path, pts = real_face()
     if path is None:
         pytest.skip("no 300-W face available")
-    from kdlandmarks.datasets.record import read_image
+    from kdlandmarks.data.datasets.record import read_image
 
     detector = create_detector(name)
     dets = detector.detect(read_image(path))
@@ -275,8 +274,8 @@ def test_model_errors(random_model, tmp_path):
 
 
 def test_onnx_backend_matches_torch(random_model, tmp_path):
-    from kdlandmarks.export import export_onnx
-    from kdlandmarks.models import load_model
+    from kdlandmarks.export.onnx import export_onnx
+    from kdlandmarks.models.backbones import load_model
 
     onnx_path = tmp_path / "m.onnx"
     export_onnx(load_model(random_model), onnx_path, check_images=[rng_image(SIZE, SIZE)])
@@ -309,16 +308,16 @@ def test_from_model_and_drawing():
 
 def real_face():
     """A 300-W LFPW test face (bundled sample first, then the shared data): (image path, landmarks)."""
-    from kdlandmarks.datasets.pts import read_pts
+    from kdlandmarks.data.datasets.pts import read_pts
 
     roots = []
     try:
-        from kdlandmarks.datasets import sample_root
+        from kdlandmarks.data.datasets import sample_root
 
         roots.append(sample_root() / "lfpw" / "testset")
     except Exception:
         pass
-    from kdlandmarks.datasets import full_300w_root
+    from kdlandmarks.data.datasets import full_300w_root
 
     if full_300w_root() is not None:
         roots.append(full_300w_root() / "lfpw" / "testset")

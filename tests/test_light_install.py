@@ -18,9 +18,9 @@ import pytest
 
 from kdlandmarks.cli import main
 from kdlandmarks.cli.evaluate import format_table
-from kdlandmarks.datasets import sample_root
+from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ConfigError, KDLandmarksError, MissingExtraError
-from kdlandmarks.evaluation import MISS_NME, evaluate_model
+from kdlandmarks.evaluation.protocols import MISS_NME, evaluate_model
 from kdlandmarks.extras import TRAIN_INSTALL, missing, require_train
 
 PHOTO = sample_root() / "lfpw" / "testset" / "image_0001.jpg"
@@ -39,7 +39,7 @@ def test_inference_path_imports_no_torch(tmp_path):
         import json, sys
         from kdlandmarks import LandmarkDetector
         from kdlandmarks.cli import main
-        from kdlandmarks.datasets import read_image
+        from kdlandmarks.data.datasets import read_image
         faces = LandmarkDetector().detect(read_image({str(PHOTO)!r}))
         assert len(faces) == 1 and faces[0].landmarks.shape == (68, 2), faces
         assert main(["predict", {str(PHOTO)!r}, "--out", {str(tmp_path / "pred")!r}, "--draw"]) == 0
@@ -133,7 +133,7 @@ def test_require_train_and_missing(monkeypatch):
 
 
 def test_bench_without_torch_measures_the_onnxruntime_rows(monkeypatch):
-    from kdlandmarks.bench import format_report, run_bench
+    from kdlandmarks.apps.bench import format_report, run_bench
 
     for name in ("torch", "timm", "onnx"):
         monkeypatch.setitem(sys.modules, name, None)
@@ -171,7 +171,7 @@ class MissFirst:
     name = "retinaface"  # its boxes are RetinaFace's, cropped through RetinaFace's calibration
 
     def __init__(self):
-        from kdlandmarks.detection import create_detector
+        from kdlandmarks.inference.detection import create_detector
 
         self.inner, self.calls = create_detector("retinaface"), 0
 

@@ -1,11 +1,11 @@
-"""Tests for kdlandmarks.losses: KD-Loss regions, weights, values, gradients and shapes, against hand-computed numbers."""
+"""Tests for kdlandmarks.models.losses: KD-Loss regions, weights, values, gradients and shapes, against hand-computed numbers."""
 import math
 
 import pytest
 import torch
 
 from kdlandmarks.errors import ConfigError, KDLandmarksError
-from kdlandmarks.losses import (KDLoss, LossInputError, assistant_weight, assistive_elementwise, l1_loss, l2_loss,
+from kdlandmarks.models.losses import (KDLoss, LossInputError, assistant_weight, assistive_elementwise, l1_loss, l2_loss,
                                 main_elementwise)
 
 F64 = torch.float64

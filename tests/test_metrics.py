@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from kdlandmarks.errors import ConfigError, DataError
-from kdlandmarks.metrics import (auc_exact, auc_paper_code, ced_curve, evaluate, subset_results,
+from kdlandmarks.evaluation.metrics import (auc_exact, auc_paper_code, ced_curve, evaluate, subset_results,
                                  summarize)
-from kdlandmarks.schemes import LandmarkScheme
+from kdlandmarks.data.schemes import LandmarkScheme
 
 # Points 0, 1: outer eye corners 10 px apart; 2, 3: pupils 6 px apart; 4: mouth. Extent 10 x 8.
 SCHEME = LandmarkScheme(name="toy", num_points=5, flip_pairs=((0, 1), (2, 3)), inter_ocular=(0, 1),

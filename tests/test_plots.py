@@ -3,8 +3,8 @@ import csv
 
 import numpy as np
 
-from kdlandmarks.metrics import ced_curve
-from kdlandmarks.plots import plot_ced, write_ced_csv
+from kdlandmarks.evaluation.metrics import ced_curve
+from kdlandmarks.evaluation.plots import plot_ced, write_ced_csv
 
 
 def curves():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.schemes import COFW, SCHEMES, W300, WFLW, get_scheme, load_scheme_file, scheme_for_points
+from kdlandmarks.data.schemes import COFW, SCHEMES, W300, WFLW, get_scheme, load_scheme_file, scheme_for_points
 
 
 def _pairs_from_table(perm: np.ndarray) -> set[tuple[int, int]]:
@@ -73,8 +73,8 @@ def _synthetic_300w_face() -> np.ndarray:
 
 
 def _sample_300w_face() -> np.ndarray:
-    from kdlandmarks.datasets import sample_root
-    from kdlandmarks.datasets.w300 import read_300w
+    from kdlandmarks.data.datasets import sample_root
+    from kdlandmarks.data.datasets.w300 import read_300w
 
     return read_300w(sample_root(), "lfpw/testset")[0].landmarks
 

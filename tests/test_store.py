@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-import kdlandmarks.store as store_mod
+import kdlandmarks.data.store as store_mod
 from kdlandmarks.cli import main
-from kdlandmarks.datasets import sample_root
-from kdlandmarks.datasets.pts import read_pts, write_pts
+from kdlandmarks.data.datasets import sample_root
+from kdlandmarks.data.datasets.pts import read_pts, write_pts
 from kdlandmarks.errors import DataError
-from kdlandmarks.schemes import W300
-from kdlandmarks.store import FaceStore, PrepareParams, prepare_store
+from kdlandmarks.data.schemes import W300
+from kdlandmarks.data.store import FaceStore, PrepareParams, prepare_store
 
 IMG = 96
 FACES = 6

@@ -16,13 +16,13 @@ import torch
 import yaml
 
 from kdlandmarks.cli import main
-from kdlandmarks.datasets import sample_root
+from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.models import ModelInfo, create_model, load_model, save_model
-from kdlandmarks.store import FaceStore
+from kdlandmarks.models.backbones import ModelInfo, create_model, load_model, save_model
+from kdlandmarks.data.store import FaceStore
 from kdlandmarks.training.config import load_recipe, shipped_recipes
 from kdlandmarks.training.data import split_faces
-from kdlandmarks.zoo import SHIPPED
+from kdlandmarks.models.zoo import SHIPPED
 
 ARCH = "mobilenetv2_050"
 # the paper's recipe (Adam + Keras decay, L2 teachers, teacher cache, fixed copies), made tiny and CPU-only
@@ -115,7 +115,7 @@ def test_checkpoint_layout_constants_match_the_lightning_module():
     """models.read_training_checkpoint reads LandmarkModule checkpoints by its argument name and attribute."""
     import inspect
 
-    from kdlandmarks.models import CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX
+    from kdlandmarks.models.backbones import CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX
     from kdlandmarks.training.module import LandmarkModule
 
     assert list(inspect.signature(LandmarkModule.__init__).parameters)[1] == CHECKPOINT_INFO_KEY
@@ -330,7 +330,7 @@ def test_kd_student_takes_shipped_teacher_names(env, kd_cached, monkeypatch):
     for kind in ("tough", "tolerant"):
         shutil.copy(env.runs / kind / "model.pt", weights / f"teacher-{kind}.pt")
         monkeypatch.setitem(SHIPPED, f"teacher-{kind}", "a test teacher")
-    monkeypatch.setattr("kdlandmarks.zoo.WEIGHTS_DIR", weights)
+    monkeypatch.setattr("kdlandmarks.models.zoo.WEIGHTS_DIR", weights)
     out = env.runs / "kd-shipped-names"
     assert student(env, out, "--loss", "kd", "--tough", "teacher-tough", "--tolerant", "teacher-tolerant") == 0
     a, _ = load_model(kd_cached / "model.pt")
@@ -480,8 +480,8 @@ def test_warped_cache_moves_teacher_points_like_the_labels():
 
 def test_teacher_flip_test_is_mirror_equivariant():
     """The flip-test output on a mirrored image is the mirrored (relabelled) output on the image, for any net."""
-    from kdlandmarks.codec import LandmarkCodec
-    from kdlandmarks.schemes import get_scheme
+    from kdlandmarks.data.codec import LandmarkCodec
+    from kdlandmarks.data.schemes import get_scheme
     from kdlandmarks.training.teacher_cache import flip_tested
 
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ import torch
 
 from kdlandmarks.cli import main
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.models import ModelInfo, create_model, save_model
-from kdlandmarks.video import IoUTracker, LandmarkSmoother, OneEuroFilter
+from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
+from kdlandmarks.inference.video import IoUTracker, LandmarkSmoother, OneEuroFilter
 
 FPS = 30.0
 
@@ -202,7 +202,7 @@ def test_detect_video_bad_file_and_box_source(model_file, tmp_path):
 
 
 def test_predict_paths_writes_outputs_for_images_and_videos(model_file, tmp_path):
-    from kdlandmarks.predict import predict_paths
+    from kdlandmarks.apps.predict import predict_paths
 
     (tmp_path / "in").mkdir()
     video = write_video(tmp_path / "in" / "clip.mp4", frames=3)
@@ -231,7 +231,7 @@ def test_face_detector_name_and_deprecated_alias(model_file):
 
 def test_predict_paths_skips_bad_inputs_and_raises_when_none_worked(model_file, tmp_path):
     from kdlandmarks.errors import DataError
-    from kdlandmarks.predict import predict_paths
+    from kdlandmarks.apps.predict import predict_paths
 
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     cv2.imwrite(str(good), np.full((72, 96, 3), 120, np.uint8))

@@ -1,7 +1,7 @@
 """The web app (web/) and the Python package give the same numbers.
 
 - The runtime description beside the lite model's ONNX file (kd-student-300w-lite.json, read by the page) is
-  what kdlandmarks.modelspec writes now, and what LandmarkDetector, RetinaFaceDetector and LandmarkSmoother use.
+  what kdlandmarks.export.modelspec writes now, and what LandmarkDetector, RetinaFaceDetector and LandmarkSmoother use.
 - `kdlandmarks web` serves a built page with the MIME types it needs.
 - The page's preprocessing (web/src/pipeline.js) under Node: crops and INTER_AREA resizes byte for byte equal
   to OpenCV's (its own kernels, cv2.ipp off), and One-Euro smoothing equal to video.LandmarkSmoother. Needs node.
@@ -23,13 +23,13 @@ import cv2
 import numpy as np
 import pytest
 
-from kdlandmarks import modelspec
-from kdlandmarks.crop import CropTransform
-from kdlandmarks.detection import box_source_names
+from kdlandmarks.export import modelspec
+from kdlandmarks.data.crop import CropTransform
+from kdlandmarks.inference.calibration import box_source_names
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.inference import Face, LandmarkDetector
-from kdlandmarks.video import LandmarkSmoother
-from kdlandmarks.zoo import WEIGHTS_DIR
+from kdlandmarks.inference.detector import Face, LandmarkDetector
+from kdlandmarks.inference.video import LandmarkSmoother
+from kdlandmarks.models.zoo import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -110,7 +110,7 @@ def test_write_model_spec(tmp_path):
 def test_export_writes_the_spec_beside_the_onnx_file(tmp_path, capsys):
     pytest.importorskip("torch")
     from kdlandmarks.cli import main
-    from kdlandmarks.models import ModelInfo, create_model, save_model
+    from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
 
     own = {"retinaface": {"dx": 0.01, "dy": 0.2, "scale": 1.5}}
     save_model(tmp_path / "tiny.pt", create_model("mobilenetv2_050", 68),
@@ -132,7 +132,7 @@ def test_export_writes_the_spec_beside_the_onnx_file(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 
 def test_web_server_serves_the_page_with_its_types(tmp_path):
-    from kdlandmarks.web import find_web_dir, serve_in_thread
+    from kdlandmarks.apps.web import find_web_dir, serve_in_thread
 
     with pytest.raises(ConfigError, match="npm ci && npm run build"):
         find_web_dir(tmp_path)
@@ -169,7 +169,7 @@ def python_timing(image: np.ndarray, detector: LandmarkDetector, repeats: int = 
 
     import onnxruntime as ort
 
-    from kdlandmarks.detection import RetinaFaceDetector
+    from kdlandmarks.inference.detection import RetinaFaceDetector
 
     def median_ms(fn) -> float:
         for _ in range(3):
@@ -230,7 +230,7 @@ def _ipp(on: bool) -> bool:
 
 def test_page_crops_are_opencvs(tmp_path, onnx_detector):
     node_or_skip()
-    from kdlandmarks.datasets.record import read_image
+    from kdlandmarks.data.datasets.record import read_image
 
     rng = np.random.default_rng(0)
     size = onnx_detector.input_size
@@ -305,8 +305,8 @@ def test_page_smoothing_is_predicts(tmp_path):
 
 @pytest.mark.browser
 def test_page_in_chromium_matches_python(tmp_path, onnx_detector):
-    from kdlandmarks.datasets.record import read_image
-    from kdlandmarks.web import serve_in_thread
+    from kdlandmarks.data.datasets.record import read_image
+    from kdlandmarks.apps.web import serve_in_thread
 
     node = node_or_skip()
     if not Path(CHROMIUM).is_file():

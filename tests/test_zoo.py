@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from kdlandmarks.cli import main
-from kdlandmarks.datasets import sample_root
+from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ModelError
-from kdlandmarks.zoo import DEFAULT_MODEL, SHIPPED, TORCH_ONLY, has_onnx, model_card, resolve_model, shipped_names
+from kdlandmarks.models.zoo import DEFAULT_MODEL, SHIPPED, TORCH_ONLY, has_onnx, model_card, resolve_model, shipped_names
 
 # On the 12 bundled LFPW test faces the shipped kd-student-300w scores 4.9 % NME, while predicting
 # those faces' own mean shape in each ground-truth crop scores 13.3 %: 8 % separates a model that
@@ -32,7 +32,7 @@ def test_every_shipped_model_has_weights_onnx_card_and_summary():
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_model_is_accurate_on_bundled_test_faces(name, tmp_path):
-    from kdlandmarks.evaluation import evaluate_model
+    from kdlandmarks.evaluation.protocols import evaluate_model
 
     metrics = evaluate_model(name, "300w", sample_root(), "lfpw/testset", tmp_path, progress=False)
     scores = metrics["subsets"]["lfpw/testset"]
@@ -42,8 +42,8 @@ def test_shipped_model_is_accurate_on_bundled_test_faces(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(set(SHIPPED) - TORCH_ONLY))
 def test_shipped_onnx_matches_shipped_torch_weights(name):
-    from kdlandmarks.datasets import read_image
-    from kdlandmarks.inference import LandmarkDetector
+    from kdlandmarks.data.datasets import read_image
+    from kdlandmarks.inference.detector import LandmarkDetector
 
     photo = sorted((sample_root() / "lfpw" / "testset").glob("*.jpg"))[0]
     image = read_image(photo)
@@ -57,8 +57,8 @@ def test_shipped_onnx_matches_shipped_torch_weights(name):
 def test_shipped_teachers_can_teach_the_shipped_students(kind):
     """A shipped teacher sees the students' inputs and speaks their output space (what `train student
     --tough kd-teacher-300w-tough` checks), and runs as a detector on the torch backend by default."""
-    from kdlandmarks.inference import LandmarkDetector
-    from kdlandmarks.models import load_model
+    from kdlandmarks.inference.detector import LandmarkDetector
+    from kdlandmarks.models.backbones import load_model
 
     name = f"kd-teacher-300w-{kind}"
     assert name in TORCH_ONLY
@@ -71,7 +71,7 @@ def test_shipped_teachers_can_teach_the_shipped_students(kind):
 
 
 def test_default_detector_uses_the_default_shipped_model_on_onnxruntime():
-    from kdlandmarks.inference import LandmarkDetector
+    from kdlandmarks.inference.detector import LandmarkDetector
 
     det = LandmarkDetector(detector=lambda im: [])
     assert det.backend == "onnx" and det.model_path == resolve_model(DEFAULT_MODEL, backend="onnx")
@@ -96,10 +96,10 @@ def test_cli_models_unknown_name_is_one_line_error(capsys):
 
 def test_the_accuracy_bound_rejects_a_model_that_only_knows_the_mean_face():
     """What MAX_BUNDLED_NME separates from: the bundled test faces' own mean shape, in each gt crop."""
-    from kdlandmarks.crop import gt_crop
-    from kdlandmarks.datasets.pts import read_pts
-    from kdlandmarks.metrics import per_image_nme
-    from kdlandmarks.schemes import get_scheme
+    from kdlandmarks.data.crop import gt_crop
+    from kdlandmarks.data.datasets.pts import read_pts
+    from kdlandmarks.evaluation.metrics import per_image_nme
+    from kdlandmarks.data.schemes import get_scheme
 
     truths = [read_pts(p) for p in sorted((sample_root() / "lfpw" / "testset").glob("*.pts"))]
     crops = [gt_crop(points, 128) for points in truths]

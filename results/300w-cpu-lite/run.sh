@@ -10,7 +10,7 @@ kdlandmarks train student --config 300w-cpu --store stores/300w-train-128x6 --ou
 kdlandmarks train student --config 300w-cpu --store stores/300w-train-128x6 --out runs/cpu050/kd-ft $TEACHERS \
   --set student.arch=mobilenetv2_050 --set student.epochs=12 --set student.lr=1e-4 --init runs/cpu050/kd
 # ship (validation NME: 6.30 after phase 1, 5.76 after phase 2)
-python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('runs/cpu050/kd-ft/model.pt'); save_model('src/kdlandmarks/weights/kd-student-300w-lite.pt', m, i, half=True)"
+python3 -c "from kdlandmarks.models.backbones import load_model, save_model; m, i = load_model('runs/cpu050/kd-ft/model.pt'); save_model('src/kdlandmarks/weights/kd-student-300w-lite.pt', m, i, half=True)"
 kdlandmarks export --model src/kdlandmarks/weights/kd-student-300w-lite.pt --format onnx --out src/kdlandmarks/weights/kd-student-300w-lite.onnx
 # measure
 kdlandmarks evaluate --model kd-student-300w-lite --dataset 300w --root ../shared/data/300w --split lfpw/testset --out runs/cpu050/eval-lite

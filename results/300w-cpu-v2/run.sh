@@ -11,7 +11,7 @@ OMP_NUM_THREADS=1 taskset -c 0 kdlandmarks train student --config 300w-cpu --los
     --store "$RUNS/stores/300w-train-128x1" --out "$RUNS/v2/lite-l1" --set student.arch=mobilenetv2_050 \
     --set student.epochs=160
 # keep the final weights in fp16 (no optimiser state)
-python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$RUNS/v2/lite-l1/model.pt'); save_model('results/300w-cpu-v2/lite-l1-fp16.pt', m, i, half=True)"
+python3 -c "from kdlandmarks.models.backbones import load_model, save_model; m, i = load_model('$RUNS/v2/lite-l1/model.pt'); save_model('results/300w-cpu-v2/lite-l1-fp16.pt', m, i, half=True)"
 # LFPW test: ground-truth crop, flip test, and the detector protocol
 for extra in "" "--flip-test" "--protocol detector"; do
   tag=$(echo "$extra" | tr -d '-' | tr ' ' '-'); tag=${tag:-gt}

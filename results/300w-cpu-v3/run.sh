@@ -46,7 +46,7 @@ wait
 for kind in $KINDS; do
   run="$RUNS/$kind-r18-s$STAGE"; keep="$HERE/$kind-r18-s$STAGE"
   mkdir -p "$keep"
-  python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run/model.pt'); save_model('$keep-fp16.pt', m, i, half=True)"
+  python3 -c "from kdlandmarks.models.backbones import load_model, save_model; m, i = load_model('$run/model.pt'); save_model('$keep-fp16.pt', m, i, half=True)"
   mkdir -p "$keep/logs"; cp "$run/config.yaml" "$run/summary.json" "$keep/"; cp "$run"/logs/metrics*.csv "$keep/logs/"  # metrics.K.csv: invocations before a resume
   for extra in "" "--flip-test"; do
     tag=$(echo "$extra" | tr -d '-'); tag=${tag:-gt}

@@ -69,7 +69,7 @@ for run in $ONLY; do
   run_dir="$RUNS/student-$run"
   mkdir -p "$keep/logs"; cp "$run_dir/config.yaml" "$run_dir/summary.json" "$keep/"; cp "$run_dir"/logs/metrics*.csv "$keep/logs/"  # metrics.K.csv: invocations before a resume
   model="$run_dir/model-fp16.pt"  # every row scores the fp16 weights, the form that ships
-  python3 -c "from kdlandmarks.models import load_model, save_model; m, i = load_model('$run_dir/model.pt'); save_model('$model', m, i, half=True)"
+  python3 -c "from kdlandmarks.models.backbones import load_model, save_model; m, i = load_model('$run_dir/model.pt'); save_model('$model', m, i, half=True)"
   for extra in "" "--flip-test"; do
     tag=$(echo "$extra" | tr -d '-'); tag=${tag:-gt}
     OMP_NUM_THREADS=1 taskset -c "$CORE" kdlandmarks evaluate --model "$model" --dataset 300w --root "$DATA" \

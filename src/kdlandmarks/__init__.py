@@ -9,11 +9,11 @@ __all__ = ["LandmarkDetector", "predict_paths", "__version__"]
 def __getattr__(name: str):
     # Lazy so `import kdlandmarks` (and the CLI) stays fast: the detector pulls in onnxruntime and OpenCV.
     if name == "LandmarkDetector":
-        from .inference import LandmarkDetector
+        from kdlandmarks.inference.detector import LandmarkDetector
 
         return LandmarkDetector
     if name == "predict_paths":
-        from .predict import predict_paths
+        from kdlandmarks.apps.predict import predict_paths
 
         return predict_paths
     raise AttributeError(name)

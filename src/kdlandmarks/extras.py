@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Iterable
 
-from .errors import MissingExtraError
+from kdlandmarks.errors import MissingExtraError
 
 TRAIN_INSTALL = "pip install 'kdlandmarks[train]'"
 # Top-level modules that only the train extra installs.

@@ -118,7 +118,7 @@ def output_folder(path: str | Path, option: str = "--out", create: bool = True) 
     A file in the way is named ("--out must be a folder"), as is a folder that is not writable; with
     create=False nothing is made, so a command can check its --out before it starts its work.
     """
-    from .errors import DataError
+    from kdlandmarks.errors import DataError
 
     path = Path(path)
     existing = next((p for p in [path, *path.parents] if p.exists()), None)

@@ -14,11 +14,11 @@ import importlib
 import pkgutil
 import sys
 
-from ..errors import KDLandmarksError
+from kdlandmarks.errors import KDLandmarksError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from kdlandmarks import __version__
 
     parser = argparse.ArgumentParser(
         prog="kdlandmarks",
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ..fileio import terminate_raises
+    from kdlandmarks.fileio import terminate_raises
 
     try:
         with terminate_raises():  # SIGTERM unwinds like Ctrl-C: no temporary file is left behind
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdlandmarks: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:  # a command reached torch & co. on the default install
-        from ..extras import train_extra_message, train_module_missing
+        from kdlandmarks.extras import train_extra_message, train_module_missing
 
         module = train_module_missing(exc)
         if module is None:

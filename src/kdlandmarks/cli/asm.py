@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..asm import fit_store_asm
+    from kdlandmarks.training.asm import fit_store_asm
 
     result = fit_store_asm(args.store, args.variance)
     print(f"ASM on {result['samples']} shapes ({result['num_points']} points): variance {args.variance:.2f} keeps "

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..bench import format_report, run_bench
-    from ..errors import ConfigError
+    from kdlandmarks.apps.bench import format_report, run_bench
+    from kdlandmarks.errors import ConfigError
 
     if args.repeats < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--repeats and --threads must be at least 1")

@@ -16,10 +16,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extras import require_train
+    from kdlandmarks.extras import require_train
 
     require_train("kdlandmarks demo (it trains)", ("torch", "timm", "lightning", "matplotlib"))
-    from ..demo import run_demo
+    from kdlandmarks.apps.demo import run_demo
 
     report = run_demo(args.out, overrides=args.set, progress=not args.quiet)
     print(f"report: {report}")

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate_model
+    from kdlandmarks.evaluation.protocols import evaluate_model
 
     report = evaluate_model(args.model, args.dataset, args.root, args.split, args.out, protocol=args.protocol,
                             normalizer=args.normalizer, threshold=args.threshold, batch_size=args.batch_size,

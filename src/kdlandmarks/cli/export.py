@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..zoo import DEFAULT_MODEL
+from kdlandmarks.models.zoo import DEFAULT_MODEL
 
 FORMATS = ("onnx", "onnx-int8")
 
@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import ConfigError
-    from ..extras import require_train
+    from kdlandmarks.errors import ConfigError
+    from kdlandmarks.extras import require_train
 
     require_train("kdlandmarks export", ("torch", "timm", "onnx"))
-    from ..export import export_onnx, export_onnx_int8, format_parity
-    from ..modelspec import write_model_spec
+    from kdlandmarks.export.onnx import export_onnx, export_onnx_int8, format_parity
+    from kdlandmarks.export.modelspec import write_model_spec
 
     if args.check_faces < 1 or args.calibration_faces < 1:
         raise ConfigError("--check-faces and --calibration-faces must be at least 1")

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..zoo import DEFAULT_MODEL, SHIPPED, model_card, shipped_names
+    from kdlandmarks.models.zoo import DEFAULT_MODEL, SHIPPED, model_card, shipped_names
 
     if args.name is not None:
         print(model_card(args.name).read_text(encoding="utf-8"), end="")

@@ -1,12 +1,12 @@
 """`kdlandmarks predict`: landmarks for the faces in image files, folders of images and video files.
 
-Argument parsing and printing only; the work is kdlandmarks.predict.predict_paths."""
+Argument parsing and printing only; the work is kdlandmarks.apps.predict.predict_paths."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..predict import VIDEO_SUFFIXES, collect_inputs, parse_boxes, parse_formats  # noqa: F401 (re-exported)
+from kdlandmarks.apps.predict import VIDEO_SUFFIXES, collect_inputs, parse_boxes, parse_formats  # noqa: F401 (re-exported)
 
 
 def register(subparsers) -> None:
@@ -60,7 +60,7 @@ def _report_skip(exc: Exception) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict import predict_paths
+    from kdlandmarks.apps.predict import predict_paths
 
     summary = predict_paths(args.paths, args.out, model=args.model, device=args.device, backend=args.backend,
                             face_detector=args.detector, formats=args.format, draw=args.draw, boxes=args.boxes,

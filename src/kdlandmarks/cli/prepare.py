@@ -26,14 +26,19 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store import PrepareParams, prepare_store
+    from kdlandmarks.data.store import PrepareParams, prepare_store
 
     # Given options win, then the --config recipe's values, then PrepareParams' defaults (and its checks).
-    params = PrepareParams.build(args.dataset, args.root, args.split, recipe=args.config, input_size=args.size,
+    recipe = None
+    if args.config:
+        from kdlandmarks.training.config import load_recipe
+
+        recipe = load_recipe(args.config)
+    params = PrepareParams.build(args.dataset, args.root, args.split, recipe=recipe, input_size=args.size,
                                  context=args.context, margin=args.margin, copies=args.copies, seed=args.seed,
                                  scheme=args.scheme)
     if params.copies > 1:  # augmented copies are made with torch
-        from ..extras import require_train
+        from kdlandmarks.extras import require_train
 
         require_train(f"kdlandmarks prepare --copies {params.copies} (augmented copies)", ("torch",))
     out = args.out or f"stores/{args.dataset}-{args.split.replace('/', '-')}-{params.input_size}"

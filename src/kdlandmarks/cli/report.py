@@ -19,8 +19,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..report import compare
+    from kdlandmarks.errors import ConfigError
+    from kdlandmarks.evaluation.report import compare
 
     evaluations = {}
     for item in args.eval:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         if label in evaluations:
             raise ConfigError(f"--eval label {label!r} given twice; each evaluation needs its own label")
         evaluations[label] = path
-    from ..plots import matplotlib_missing
+    from kdlandmarks.evaluation.plots import matplotlib_missing
 
     print(compare(evaluations, args.out, subset=args.subset, title=args.title, baseline=args.baseline), end="")
     why_not = matplotlib_missing()

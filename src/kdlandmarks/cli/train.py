@@ -37,11 +37,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extras import require_train
+    from kdlandmarks.extras import require_train
 
     require_train(f"kdlandmarks train {args.role}", ("torch", "timm", "lightning"))
-    from ..training.config import load_recipe
-    from ..training.run import train_model
+    from kdlandmarks.training.config import load_recipe
+    from kdlandmarks.training.run import train_model
 
     overrides = list(args.set)
     if args.store:

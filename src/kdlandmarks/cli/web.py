@@ -23,13 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.write_spec is not None:
-        from ..modelspec import write_model_spec
-        from ..zoo import resolve_model
+        from kdlandmarks.export.modelspec import write_model_spec
+        from kdlandmarks.models.zoo import resolve_model
 
         path = write_model_spec(resolve_model(args.write_spec, backend="onnx"))
         print(f"wrote {path}")
         return 0
-    from ..web import make_server
+    from kdlandmarks.apps.web import make_server
 
     server = make_server(args.dir, args.host, args.port, verbose=args.verbose)
     host, port = server.server_address[:2]

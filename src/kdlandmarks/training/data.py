@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..store import FaceStore
+from kdlandmarks.data.store import FaceStore
 
 
 def split_faces(store: FaceStore, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

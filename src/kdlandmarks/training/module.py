@@ -12,14 +12,14 @@ from typing import Any
 import lightning as L
 import torch
 
-from ..augment import AugmentConfig, BatchAugmenter, batch_generator
-from ..codec import LandmarkCodec
-from ..errors import KDLandmarksError
-from ..losses import REGRESSION_LOSSES, KDLoss
-from ..metrics import nme_per_image
-from ..models import ModelInfo, create_model, load_model
-from ..schemes import get_scheme
-from .teacher_cache import flip_tested
+from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter, batch_generator
+from kdlandmarks.data.codec import LandmarkCodec
+from kdlandmarks.errors import KDLandmarksError
+from kdlandmarks.models.losses import REGRESSION_LOSSES, KDLoss
+from kdlandmarks.evaluation.metrics import nme_per_image
+from kdlandmarks.models.backbones import ModelInfo, create_model, load_model
+from kdlandmarks.data.schemes import get_scheme
+from kdlandmarks.training.teacher_cache import flip_tested
 
 
 class TrainingDiverged(KDLandmarksError):

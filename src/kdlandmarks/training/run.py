@@ -22,13 +22,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from ..augment import AugmentConfig
-from ..errors import ConfigError, DataError
-from ..fileio import atomic_write_json, atomic_write_text
-from ..losses import TEACHERS
-from ..models import ARCH_CONFIGS, ModelInfo, load_model, save_model
-from ..store import FaceStore
-from .config import Recipe, RoleConfig
+from kdlandmarks.data.augment import AugmentConfig
+from kdlandmarks.errors import ConfigError, DataError
+from kdlandmarks.fileio import atomic_write_json, atomic_write_text
+from kdlandmarks.models.losses import TEACHERS
+from kdlandmarks.models.backbones import ARCH_CONFIGS, ModelInfo, load_model, save_model
+from kdlandmarks.data.store import FaceStore
+from kdlandmarks.training.config import Recipe, RoleConfig
 
 TEACHER_KINDS = TEACHERS  # the two teacher kinds, named as KD-Loss names them
 TEACHER_LOSSES = ("l2", "l1", "smooth_l1", "wing")
@@ -67,7 +67,7 @@ def _run_model_file(path: str | Path) -> Path:
 def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> Path:
     """The teacher's model file (a path, a run folder or a shipped teacher's name), once it is known to see
     the student's inputs and speak its output space."""
-    from ..zoo import resolve_model
+    from kdlandmarks.models.zoo import resolve_model
 
     if not path:
         raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
@@ -90,7 +90,7 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe
 
 def _check_init(name_or_path: str, arch: str, store: FaceStore) -> torch.nn.Module:
     """The network to fine-tune from, once it is known to have the run's architecture and point count."""
-    from ..zoo import resolve_model
+    from kdlandmarks.models.zoo import resolve_model
 
     path = resolve_model(_run_model_file(name_or_path))
     model, info = load_model(path)
@@ -166,7 +166,7 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, toug
     AugmentConfig.from_dict(augment)  # a bad option fails here, before anything is written
     teacher_paths: dict[str, Path] = {}
     if loss == "kd":
-        from ..losses import KDLoss
+        from kdlandmarks.models.losses import KDLoss
 
         try:
             KDLoss(**cfg.kd)  # an unknown or malformed KD option fails now, before anything is written
@@ -187,16 +187,17 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, toug
     return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, init, use_cache)
 
 
-def _hardware(recipe: Recipe) -> tuple[str, str]:
-    """(accelerator, precision): "auto" without CUDA becomes the CPU, where training runs in fp32."""
-    precision = recipe.trainer.precision
+def _hardware(recipe: Recipe, cfg: RoleConfig) -> tuple[str, str]:
+    """(accelerator, precision): "auto" without CUDA becomes the CPU. The role's precision overrides the
+    trainer's; on the CPU only bf16-mixed is kept (AMX-BF16 makes it pay for ResNets), fp16 becomes fp32."""
+    precision = str(cfg.precision or recipe.trainer.precision)
     accelerator = recipe.trainer.accelerator
     if accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available():
         if accelerator != "auto":
             raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA device is available")
         accelerator = "cpu"
-    if accelerator == "cpu" and precision != "32-true":
-        precision = "32-true"  # mixed precision is a GPU optimisation; on CPU it only slows down
+    if accelerator == "cpu" and precision not in ("32-true", "32", "bf16-mixed"):
+        precision = "32-true"  # fp16 has no fast CPU kernels
     return accelerator, precision
 
 
@@ -223,8 +224,8 @@ def _write_resolved_config(out: Path, recipe: Recipe, plan: RunPlan, info: Model
 
 def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool) -> Any:
     """The store's train/val split; teacher outputs cached once per stored sample (unless run online)."""
-    from .data import StoreDataModule
-    from .teacher_cache import teacher_outputs
+    from kdlandmarks.training.data import StoreDataModule
+    from kdlandmarks.training.teacher_cache import teacher_outputs
 
     cached = {}
     if plan.use_cache:
@@ -238,7 +239,7 @@ def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool)
 
 
 def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
-    from .module import LandmarkModule
+    from kdlandmarks.training.module import LandmarkModule
 
     cfg, kd = plan.cfg, plan.loss == "kd"
     module = LandmarkModule(
@@ -392,7 +393,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     _quiet_lightning()
     # 1. what is being trained, checked before any work starts
     plan = plan_run(recipe, role, kind, loss, tough, tolerant, online_teachers)
-    accelerator, precision = _hardware(recipe)
+    accelerator, precision = _hardware(recipe, plan.cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = _model_info(recipe, plan)
@@ -417,7 +418,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "role": role, "kind": kind, "loss": plan.loss, "epochs_completed": int(trainer.current_epoch),
         "epochs_planned": plan.cfg.epochs, "steps": int(trainer.global_step),
         # the whole run's cost: this invocation plus those a resume continued (their logged training time)
-        "seconds": round(seconds + seconds_before, 1), "seconds_before_resume": round(seconds_before, 1),
+        "seconds": round(seconds + seconds_before, 1), "seconds_before_resume": round(seconds_before, 3),
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..augment import AugmentConfig, BatchAugmenter
-from ..codec import LandmarkCodec
-from ..errors import DataError
-from ..fileio import atomic_path
-from ..inference import merge_flip_views
-from ..models import load_model
-from ..schemes import LandmarkScheme
-from ..store import FaceStore
+from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter
+from kdlandmarks.data.codec import LandmarkCodec
+from kdlandmarks.errors import DataError
+from kdlandmarks.fileio import atomic_path
+from kdlandmarks.inference.detector import merge_flip_views
+from kdlandmarks.models.backbones import load_model
+from kdlandmarks.data.schemes import LandmarkScheme
+from kdlandmarks.data.store import FaceStore
 
 
 def cache_key(teacher_path: Path, input_size: int, flip_test: bool = False) -> str:

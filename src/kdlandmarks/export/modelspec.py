@@ -1,0 +1,172 @@
+"""The runtime description of an exported model: everything a non-Python runtime (the web app in web/)
+needs to reproduce `LandmarkDetector`'s numbers, as one JSON file beside the ONNX file
+(``kd-student-300w-lite.onnx`` -> ``kd-student-300w-lite.json``).
+
+It is written from the model's own metadata (ModelInfo in the ONNX file) and from the Python code's
+settings, never typed by hand, so the two runtimes cannot drift apart:
+
+- ``model``: the ONNX file, its input/output names, input size and point count;
+- ``input``: how a crop becomes the network input (layout, channel order, x = (pixel * scale - mean) / std);
+- ``codec``: the coordinate space of the output and how it decodes to input pixels (codec.LandmarkCodec);
+- ``crop``: the crop window (crop.CropTransform: pixel centres, area pre-shrink, bilinear, replicated
+  border) and the crop margin the model was trained at;
+- ``box_calibrations``: the box-to-crop calibration per box source (detector), resolved the way
+  LandmarkDetector resolves it (the model file's own, else detection.DEFAULT_CALIBRATIONS rescaled to
+  the model's margin);
+- ``detector``: RetinaFace's file, input conversion, anchors, variances, thresholds and resizing
+  (detection.RetinaFaceDetector with its default arguments, inference.DETECT_MAX_SIDE);
+- ``smoothing``: the One-Euro and tracker parameters of video.LandmarkSmoother's defaults (``predict``).
+
+`write_model_spec` writes it (``kdlandmarks export`` does so beside each ONNX file it writes;
+``kdlandmarks web --write-spec MODEL`` rewrites a shipped model's); tests/test_web.py checks that the
+committed JSON of the shipped lite model equals what this module produces and what LandmarkDetector uses.
+Torch-free: it needs onnxruntime only to read the ONNX file's metadata.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from kdlandmarks.errors import ModelError
+from kdlandmarks.models.info import ModelInfo
+
+SPEC_FORMAT = "kdlandmarks-runtime/1"
+DETECTOR = "retinaface"  # the detector whose parameters the description carries (the web app's)
+
+
+def spec_path(onnx_path: str | Path) -> Path:
+    """Where the description of an ONNX model lives: the same name with .json."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def _defaults(fn: Any) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def resolved_calibrations(info: ModelInfo) -> dict[str, dict[str, float]]:
+    """The box-to-crop calibration of every known box source for this model: the model file's own
+    (ModelInfo.box_calibrations), else the shipped default rescaled to the model's crop margin (the
+    order of LandmarkDetector.calibration_for without a forced calibration)."""
+    from kdlandmarks.inference.calibration import box_source_names, resolve_calibration
+
+    own = info.box_calibrations or {}
+    out: dict[str, dict[str, float]] = {}
+    for name in box_source_names(own):
+        cal = resolve_calibration(name, info)
+        out[name] = {"dx": float(cal.dx), "dy": float(cal.dy), "scale": float(cal.scale)}
+    return out
+
+
+def detector_spec() -> dict[str, Any]:
+    """RetinaFace as RetinaFaceDetector runs it with its default arguments, behind LandmarkDetector."""
+    import onnxruntime as ort
+
+    from kdlandmarks.inference.detection import retinaface as rf
+    from kdlandmarks.inference.detector import DETECT_MAX_SIDE
+
+    opts = rf.RETINAFACE_DEFAULTS
+    if not rf.RETINAFACE_FILE.is_file():
+        raise ModelError(f"{rf.RETINAFACE_FILE}: the vendored RetinaFace weights are missing")
+    session = ort.InferenceSession(str(rf.RETINAFACE_FILE), providers=["CPUExecutionProvider"])
+    return {
+        "name": DETECTOR,
+        "file": rf.RETINAFACE_FILE.name,
+        "input": session.get_inputs()[0].name,
+        "outputs": [o.name for o in session.get_outputs()],  # loc, conf (softmax), five keypoints
+        "layout": "NCHW",
+        "channels": "BGR",
+        "mean": [float(v) for v in rf.RETINAFACE_MEAN_BGR],  # x = pixel - mean, per channel in `channels` order
+        "scale": 1.0,
+        "strides": list(rf.RETINAFACE_STRIDES),
+        "min_sizes": [list(s) for s in rf.RETINAFACE_MIN_SIZES],  # anchors per stride, square, in input pixels
+        "variance": list(rf.RETINAFACE_VARIANCE),
+        "score_threshold": float(opts["score_threshold"]),
+        "nms_threshold": float(opts["nms_threshold"]),
+        "max_size": opts["max_size"],  # long side the image is shrunk to (INTER_AREA) before the network
+        "min_face": float(opts["min_face"]),  # boxes with a smaller side are dropped
+        "detect_max_side": DETECT_MAX_SIDE,  # LandmarkDetector shrinks larger images first (INTER_AREA)
+        "box_frame": "continuous",  # network boxes span pixel j as [j, j+1]: subtract 0.5 for pixel centres
+    }
+
+
+def smoothing_spec() -> dict[str, Any]:
+    """The One-Euro filter and IoU tracker parameters of LandmarkSmoother's defaults (``predict --smooth``)."""
+    from kdlandmarks.inference.video import LandmarkSmoother
+
+    opts = _defaults(LandmarkSmoother.__init__)
+    return {"filter": "one-euro", "units": "face size (sqrt of the first box's area)",
+            "min_cutoff": float(opts["min_cutoff"]), "beta": float(opts["beta"]),
+            "d_cutoff": float(opts["d_cutoff"]), "fps": float(opts["fps"]),
+            "iou_threshold": float(opts["iou_threshold"]), "max_missed": int(opts["max_missed"])}
+
+
+def model_spec(info: ModelInfo, onnx_file: str = "model.onnx", input_name: str = "images",
+               output_name: str = "landmarks") -> dict[str, Any]:
+    """The runtime description (see the module docstring) of a model with this ModelInfo."""
+    from kdlandmarks.data.codec import LandmarkCodec
+
+    codec = LandmarkCodec(info.input_size, info.space)  # checks the space name
+    return {
+        "format": SPEC_FORMAT,
+        "model": {"file": onnx_file, "input": input_name, "output": output_name, "arch": info.arch,
+                  "input_size": int(info.input_size), "num_points": int(info.num_points), "scheme": info.scheme},
+        "input": {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "scale": 1.0 / 255.0,
+                  "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+        "codec": {"space": codec.space, "interleaved": True,
+                  "decode": ("x = (u + 0.5) * input_size - 0.5" if codec.space == "normalized" else "x = u")},
+        "crop": {"margin": float(info.crop_margin), "square": True, "pixel_centres": True,
+                 "shrink": "area", "interpolation": "bilinear", "border": "replicate"},
+        "box_calibrations": resolved_calibrations(info),
+        "detector": detector_spec(),
+        "smoothing": smoothing_spec(),
+    }
+
+
+def onnx_model_spec(onnx_path: str | Path) -> dict[str, Any]:
+    """The description of an exported model, from its ONNX metadata and input/output names."""
+    import onnxruntime as ort
+
+    from kdlandmarks.inference.runtime import METADATA_KEY
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: ONNX model file not found")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind types for corrupt files
+        raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelError(f"{path}: ONNX model has no kdlandmarks metadata (export it with `kdlandmarks export`)")
+    try:
+        info = ModelInfo(**json.loads(meta[METADATA_KEY]))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable kdlandmarks metadata ({exc})") from None
+    return model_spec(info, path.name, session.get_inputs()[0].name, session.get_outputs()[0].name)
+
+
+def dumps(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, indent=2) + "\n"
+
+
+def write_model_spec(onnx_path: str | Path, out: str | Path | None = None) -> Path:
+    """Write the description of an exported model beside it (or to `out`), atomically; returns the path."""
+    from kdlandmarks.fileio import atomic_write_text
+
+    target = Path(out) if out is not None else spec_path(onnx_path)
+    return atomic_write_text(target, dumps(onnx_model_spec(onnx_path)))
+
+
+def read_model_spec(path: str | Path) -> dict[str, Any]:
+    """A description written by write_model_spec; ModelError when it is not one."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable model description ({exc})") from None
+    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
+        raise ModelError(f"{path}: not a {SPEC_FORMAT} model description")
+    return spec

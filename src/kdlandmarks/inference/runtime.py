@@ -1,0 +1,222 @@
+"""Running a landmark network: face crops -> network input, and the network itself on onnxruntime or torch.
+
+The one place that turns crops into the network's input (`to_batch`) and runs a network (`OnnxRegressor`,
+`torch_runner`, `load_runner`); inference (LandmarkDetector), evaluation, export (parity checks, int8)
+and bench share it.
+
+The network's contract: input ``images`` float32 (B, 3, S, S), RGB in [0, 1]; output ``landmarks``
+(B, 2N) in the model's coordinate space (codec.py). An exported .onnx file carries its ModelInfo as JSON
+in ``metadata_props["kdlandmarks"]``, so the file alone is enough to crop, run and decode.
+
+The onnxruntime path imports neither torch nor onnx: it is what the default install (no extras) runs.
+PyTorch model files (.pt, .ckpt) need the `train` extra; without it they fail with one line naming the
+pip command (MissingExtraError).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from kdlandmarks.errors import ConfigError, DataError, ModelError
+from kdlandmarks.extras import missing, require_train
+from kdlandmarks.models.info import ModelInfo
+
+METADATA_KEY = "kdlandmarks"
+QUANT_KEY = "kdlandmarks.quantization"
+INPUT_NAME = "images"
+OUTPUT_NAME = "landmarks"
+BACKENDS = ("torch", "onnx")
+
+Runner = Callable[[np.ndarray], np.ndarray]  # (B, 3, S, S) float32 in [0, 1] -> (B, 2N)
+
+
+def to_batch(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """RGB crops (H, W, 3; uint8 0-255 or float 0-1; any size) -> the network input, float32
+    (B, 3, size, size) in [0, 1]. A crop of another size is resized (area filter when shrinking,
+    bilinear when enlarging), anisotropically as in the paper."""
+    import cv2
+
+    out = np.empty((len(crops), 3, size, size), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        crop = np.asarray(crop)
+        if crop.ndim != 3 or crop.shape[2] != 3:
+            raise DataError(f"crop {i}: expected an RGB (H, W, 3) image, got shape {crop.shape}")
+        if crop.shape[:2] != (size, size):
+            interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, (size, size), interpolation=interp)
+        x = crop.transpose(2, 0, 1).astype(np.float32)
+        if crop.dtype == np.uint8:
+            x /= np.float32(255.0)
+        out[i] = x
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime
+# --------------------------------------------------------------------------------------------------
+
+def session_options(threads: int | None = None) -> Any:
+    """CPU-tuned onnxruntime options: all graph optimisations (Conv+BN/activation fusion, NCHWc layout)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime execution providers for a user's device string; ConfigError when not available."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(f"device {device!r}: this onnxruntime has no CUDA provider "
+                              "(install onnxruntime-gpu); use --device cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ConfigError(f"device {device!r} is not supported by the onnx backend: use cpu or cuda")
+
+
+class OnnxRegressor:
+    """Runs an exported landmark model with onnxruntime: (B, 3, S, S) float32 in [0, 1] -> (B, 2N)."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: ONNX model file not found")
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind types for corrupt files
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({msg[:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelError(f"{self.path}: ONNX model has no kdlandmarks metadata "
+                             "(export it with `kdlandmarks export`)")
+        try:
+            self.info = ModelInfo(**json.loads(meta[METADATA_KEY]))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{self.path}: unreadable kdlandmarks metadata ({exc})") from None
+        self.quantization = json.loads(meta[QUANT_KEY]) if QUANT_KEY in meta else None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{self.path}: expected one (B, 3, S, S) input, found "
+                             f"{[(i.name, i.shape) for i in inputs]}")
+        self._input = inputs[0].name
+        batch_dim = inputs[0].shape[0]
+        # A static-batch export runs larger batches one image at a time.
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+
+    @property
+    def input_size(self) -> int:
+        return int(self.info.input_size)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.info.num_points)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, images: Any) -> np.ndarray:
+        if hasattr(images, "detach"):  # a torch tensor (parity checks); never imports torch itself
+            images = images.detach().cpu().numpy()
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        s = self.input_size
+        if x.ndim != 4 or x.shape[1:] != (3, s, s):
+            raise ModelError(f"{self.path}: input must be (B, 3, {s}, {s}) float32, got shape {tuple(x.shape)}")
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            n = self.fixed_batch
+            if x.shape[0] % n:
+                raise ModelError(f"{self.path}: exported with a fixed batch of {n}; got {x.shape[0]} images")
+            return np.concatenate([self.session.run(None, {self._input: x[i:i + n]})[0]
+                                   for i in range(0, x.shape[0], n)])
+        return self.session.run(None, {self._input: x})[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# torch (the train extra)
+# --------------------------------------------------------------------------------------------------
+
+def torch_device(device: str) -> Any:
+    """A torch.device for a user's device string; ConfigError when it is malformed or not present."""
+    require_train("the torch backend", ("torch",))
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"invalid device {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
+    return dev
+
+
+def torch_runner(model: Any, device: str) -> tuple[Runner, str]:
+    """(run, device name) for an in-memory torch network: numpy batch in, numpy (B, 2N) float32 out."""
+    import torch
+
+    dev = torch_device(device)
+    model = model.to(dev).eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(dev)).float().cpu().numpy()
+
+    return run, str(dev)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------------------------------
+
+def resolve_model_path(model: str | Path, backend: str | None) -> Path:
+    """The file to run for a shipped name or a path. A shipped name resolves to its ONNX export when
+    onnxruntime is installed (fast start, small memory, no torch), unless backend "torch" is asked for or the
+    model ships without one (the teachers)."""
+    from kdlandmarks.models.zoo import has_onnx, resolve_model
+
+    if backend is None and has_onnx(str(model)) and not missing(["onnxruntime"]):
+        backend = "onnx"
+    return Path(resolve_model(model, backend=backend or "torch"))
+
+
+def load_runner(model: str | Path, backend: str | None = None, device: str = "cpu",
+                threads: int | None = None) -> tuple[Runner, ModelInfo, Path, str, str]:
+    """A network ready to run: (run, info, path, backend, device) for a shipped name, a model file
+    (.pt, .ckpt: torch) or an exported .onnx (onnxruntime). `backend` None: from the file type (for a
+    shipped name, onnx when onnxruntime is installed). `threads`: onnxruntime's intra-op threads."""
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: choose torch or onnx")
+    path = resolve_model_path(model, backend)
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "torch"
+    backend = backend or kind
+    if backend != kind:
+        if kind == "onnx":
+            raise ModelError(f"{path}: an exported ONNX model runs with backend 'onnx', not 'torch'")
+        raise ModelError(f"{path}: backend 'onnx' needs an exported .onnx file (kdlandmarks export)")
+    if backend == "onnx":
+        regressor = OnnxRegressor(path, providers=onnx_providers(device), threads=threads)
+        return regressor, regressor.info, path, backend, device
+    # shipped models and exported .onnx files run without it
+    require_train(f"running {path.name} with torch", ("torch", "timm"))
+    from kdlandmarks.models.backbones import load_model
+
+    net, info = load_model(path)
+    run, dev = torch_runner(net, device)
+    return run, info, path, backend, dev
