@@ -17,7 +17,7 @@ from kdlandmarks.data.datasets.wflw import WFLW_ATTRIBUTES, read_wflw
 from kdlandmarks.errors import ConfigError, DataError
 from kdlandmarks.data.schemes import load_scheme_file
 
-REAL_300W = full_300w_root() or Path("missing-300w")  # $KDLANDMARKS_300W or ../shared/data/300w
+REAL_300W = full_300w_root() or Path("missing-300w")  # $KDLANDMARKS_300W (tests/conftest.py: ../shared/data/300w)
 
 
 def _face(n: int, seed: int = 0, size: int = 40) -> np.ndarray:
