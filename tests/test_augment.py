@@ -231,3 +231,33 @@ def test_cutout_occludes_one_rectangle_and_keeps_landmarks():
     with_cut = BatchAugmenter(AugmentConfig(cutout=0.5), None, OUT, SRC, WINDOW).draw(4, batch_generator(0, 1))
     for key in ("angle", "scale", "tx", "ty", "flip", "gamma", "noise_seed"):
         assert torch.equal(base[key], with_cut[key])
+
+
+def test_occlusion_follows_the_landmarks_and_keeps_them():
+    cfg = AugmentConfig.disabled()
+    cfg.occlusion = 1.0
+    aug = BatchAugmenter(cfg, None, OUT, SRC, WINDOW)
+    img = torch.full((16, SRC, SRC, 3), 200, dtype=torch.uint8)
+    pts = torch.from_numpy(face_shape()).float().expand(16, -1, -1)
+    draws = aug.draw(16, batch_generator(0, 3))
+    out, moved, _ = aug(img, pts, batch_generator(0, 3))
+    plain, plain_pts, _ = aug(img, pts, None)
+    assert torch.equal(moved, plain_pts)  # occlusion moves no landmark
+    changed = (out != plain).any(dim=1)
+    lo, hi = plain_pts[0].amin(0), plain_pts[0].amax(0)
+    for i, mask in enumerate(changed):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert len(ys) > 0
+        assert len(ys) == int(ys.max() - ys.min() + 1) * int(xs.max() - xs.min() + 1)  # one rectangle
+        colours = out[i][:, ys, xs]
+        assert torch.allclose(colours, draws["occ_rgb"][i][:, None].expand_as(colours))  # one solid colour
+        if draws["occ_mask"][i]:  # the lower face: from below the face's middle down past the chin
+            assert ys.min() >= lo[1] + 0.45 * (hi[1] - lo[1]) and ys.max() >= min(hi[1], OUT - 1) - 0.5
+        else:  # a part patch centred on one of the face's points
+            centre = torch.stack([(xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2]).float()
+            assert (plain_pts[0] - centre).norm(dim=1).min() < 0.25 * float((hi - lo).max())
+    # the draws of every older option are unchanged by the new one
+    base = BatchAugmenter(AugmentConfig(), None, OUT, SRC, WINDOW).draw(4, batch_generator(0, 1))
+    with_occ = BatchAugmenter(AugmentConfig(occlusion=0.5), None, OUT, SRC, WINDOW).draw(4, batch_generator(0, 1))
+    for key in ("angle", "scale", "tx", "ty", "flip", "gamma", "noise_seed", "cutout", "cut_cx", "cut_value"):
+        assert torch.equal(base[key], with_occ[key])

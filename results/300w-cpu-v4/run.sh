@@ -1,0 +1,41 @@
+#!/bin/bash
+# The third accuracy campaign (issue "Accuracy, part 3"), run from the repository root, one run after another on
+# one core ($CORE, default 1), the other core left to foreground work. Each run resumes from its last.ckpt in
+# $RUNS when it was cut off (a session ends after 180 minutes); a finished run (model.pt) is skipped.
+# $SNAP, when set, is a copy of src/ that the runs import instead of the work tree, so that a run lasting hours
+# is not broken by edits made meanwhile (`git archive HEAD src | tar -x -C $SNAP --strip-components=1`).
+#   RUNS=~/kdl-runs/v4 SNAP=~/kdl-runs/snap-v4 results/300w-cpu-v4/run.sh
+# Runs, in order (ONLY="a b" picks some):
+#   tough-r34-s1       Tough-Teacher, ResNet-34, bf16-mixed (the 300w-cpu teacher precision), 80 epochs from scratch
+#   lite-occ-s3        the shipped lite student (kd-student-300w-lite, two stages) + 40 epochs of KD with
+#                      occlusion augmentation (data.augment.occlusion=0.5), fresh one-cycle at 1e-3
+#   lite-noocc-s3      the same 40 epochs without occlusion: the control that says what occlusion buys
+#   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
+set -euo pipefail
+RUNS=${RUNS:-$HOME/kdl-runs/v4}
+DATA=${DATA:-../shared/data/300w}
+STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
+CORE=${CORE:-1}
+ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 tolerant-r34-s1}
+[ -n "${SNAP:-}" ] && export PYTHONPATH="$SNAP"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+kdl() { taskset -c "$CORE" python3 -m kdlandmarks "$@"; }
+mkdir -p "$RUNS"
+[ -f "$STORE/meta.json" ] || kdl prepare --dataset 300w --root "$DATA" --split train --size 128 --copies 1 --out "$STORE"
+[ -f "$STORE/soft_landmarks.npy" ] || kdl asm --store "$STORE"
+kd=(--loss kd --tough kd-teacher-300w-tough --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
+for run in $ONLY; do
+  [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
+  case $run in
+    tough-r34-*|tolerant-r34-*)
+      args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
+    lite-occ-s3|lite-noocc-s3)
+      occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
+      args=(train student "${kd[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
+            --init kd-student-300w-lite --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
+    *) echo "unknown run $run" >&2; exit 2 ;;
+  esac
+  echo "$(date -u +%FT%TZ) $run: start"
+  kdl "${args[@]}" --config 300w-cpu --store "$STORE" --out "$RUNS/$run" --quiet >> "$RUNS/$run.log" 2>&1
+  echo "$(date -u +%FT%TZ) $run: end"
+done
