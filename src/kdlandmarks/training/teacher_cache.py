@@ -24,7 +24,7 @@ from kdlandmarks.data.codec import LandmarkCodec
 from kdlandmarks.errors import DataError
 from kdlandmarks.fileio import atomic_path
 from kdlandmarks.inference.detector import merge_flip_views
-from kdlandmarks.models.backbones import load_model
+from kdlandmarks.models.backbones import load_model, teacher_autocast
 from kdlandmarks.data.schemes import LandmarkScheme
 from kdlandmarks.data.store import FaceStore
 
@@ -91,7 +91,7 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
         stop = min(start + batch_size, len(store))
         images = torch.from_numpy(np.array(store.images[start:stop])).to(device)
         x, _, _ = warp(images, torch.zeros(stop - start, info.num_points, 2, device=device))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+        with teacher_autocast(info.arch, device):
             y = flip_tested(model, x, codec, store.scheme) if flip_test else model(x)
             out[start:stop] = y.float().cpu().numpy()
     with atomic_path(target) as tmp:
