@@ -10,13 +10,15 @@
 #   lite-occ-s3        the shipped lite student (kd-student-300w-lite, two stages) + 40 epochs of KD with
 #                      occlusion augmentation (data.augment.occlusion=0.5), fresh one-cycle at 1e-3
 #   lite-noocc-s3      the same 40 epochs without occlusion: the control that says what occlusion buys
+#   prec-r18-fp32      a same-seed pair that says whether bf16 changes accuracy: Tough-Teacher, ResNet-18, 12 epochs
+#   prec-r18-bf16      from scratch, one in fp32, one in bf16-mixed (benchmarks/validation_pairs.py pairs them)
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v4}
 DATA=${DATA:-../shared/data/300w}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
 CORE=${CORE:-1}
-ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 tolerant-r34-s1}
+ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1}
 [ -n "${SNAP:-}" ] && export PYTHONPATH="$SNAP"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 kdl() { taskset -c "$CORE" python3 -m kdlandmarks "$@"; }
@@ -29,6 +31,9 @@ for run in $ONLY; do
   case $run in
     tough-r34-*|tolerant-r34-*)
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
+    prec-r18-fp32|prec-r18-bf16)
+      args=(train teacher --kind tough --set teacher.arch=resnet18 --set teacher.epochs=12
+            --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
     lite-occ-s3|lite-noocc-s3)
       occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
       args=(train student "${kd[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
