@@ -70,7 +70,7 @@ def load_model(name: str, threads: int) -> LandmarkDetector:
     det = LandmarkDetector(name, backend="torch" if str(name).endswith((".pt", ".ckpt")) else "onnx",
                            detector=lambda image: [])  # boxes are always given
     if det.backend == "onnx":
-        det._run = OnnxRegressor(det.model_path, threads=threads)  # the same file, on `threads` threads
+        det.set_network(OnnxRegressor(det.model_path, threads=threads))  # the same file, on `threads` threads
     return det
 
 

@@ -1,6 +1,6 @@
 """Fit each face detector's box-to-crop calibration on 300-W training faces and print dx, dy, scale.
 
-The printed values are what detection.DEFAULT_CALIBRATIONS holds (fitted at the default crop margin).
+The printed values are what inference.calibration.DEFAULT_CALIBRATIONS holds (fitted at the default crop margin).
 Detectors: retinaface, haar, dlib, mediapipe, mediapipe-full (each where installed: dlib and mediapipe
 are optional and skipped with the reason when missing), and ``landmarks``, the box convention of a tight
 box around the annotated landmarks (fitted from the annotations alone, no detector).

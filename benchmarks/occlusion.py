@@ -65,18 +65,6 @@ def occluded(image: np.ndarray, box: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def validation_faces(root: str, store_path: str, val_fraction: float, seed: int) -> list[FaceRecord]:
-    """The train faces a training run on `store_path` holds out (training.data.split_faces), read afresh."""
-    from kdlandmarks.data.store import FaceStore
-    from kdlandmarks.training.data import split_faces
-
-    store = FaceStore(store_path)
-    _, val = split_faces(store, val_fraction, seed)
-    records = store.records()
-    names = {records[int(store.face_index[i])]["name"] for i in val}
-    return [r for r in load_dataset("300w", root, "train") if r.name in names]
-
-
 def score(detector: LandmarkDetector, records: list[FaceRecord]) -> dict[str, float]:
     gt = np.stack([r.landmarks for r in records])
     out = {}
@@ -102,7 +90,11 @@ def main() -> None:
     args = ap.parse_args()
     splits = {"LFPW test": load_dataset("300w", args.root, "lfpw/testset")}
     if Path(args.store, "meta.json").is_file():
-        splits = {"validation": validation_faces(args.root, args.store, args.val_fraction, args.seed), **splits}
+        from kdlandmarks.data.store import FaceStore
+        from kdlandmarks.training.data import validation_records
+
+        val = validation_records(FaceStore(args.store), args.root, args.val_fraction, args.seed)
+        splits = {"validation": val, **splits}
     results = {}
     for model in args.model or ["kd-student-300w-lite"]:
         detector = LandmarkDetector(model)

@@ -3,7 +3,7 @@
 On a shared machine other tenants' load comes in bursts; timing the models one after another lets a
 burst land on one of them. Here each round times every model in turn (after a short warm-up), and
 the figure per model is the median over rounds of each round's median. Session options are the
-package's own (export.session_options), input 128 px random data (speed does not depend on it).
+package's own (inference.runtime.session_options), input 128 px random data (speed does not depend on it).
 Usage: python3 benchmarks/shipped_latency_interleaved.py [--rounds 8] [--calls 150]
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
 from kdlandmarks.data.store import FaceStore, PrepareParams, prepare_store
 from kdlandmarks.training.data import StoreDataModule
-from kdlandmarks.training.module import LandmarkModule
+from kdlandmarks.training.module import InputPipeline, LandmarkModule, Objective, TeacherSource
 from kdlandmarks.training.teacher_cache import teacher_outputs
 
 
@@ -40,13 +40,15 @@ class StepTimer(Callback):
 
 
 def run(store: FaceStore, size: int, batch: int, steps: int, warmup: int, loss: str, teachers: dict,
-        cached: dict) -> float:
-    info = ModelInfo(arch="mobilenetv2_100", num_points=store.num_points, input_size=size, scheme=store.scheme_name)
-    module = LandmarkModule(info.__dict__, loss=loss, source_size=store.store_size, window=store.window,
-                            online_teachers=teachers or None, channels_last=True)  # as the recipes train
+        cached: dict, arch: str = "mobilenetv2_100", precision: str = "32-true") -> float:
+    info = ModelInfo(arch=arch, num_points=store.num_points, input_size=size, scheme=store.scheme_name)
+    module = LandmarkModule(info.__dict__, Objective(loss=loss),
+                            inputs=InputPipeline(source_size=store.store_size, window=store.window,
+                                                 channels_last=True),  # as the recipes train
+                            teachers=TeacherSource(online=teachers or None))
     dm = StoreDataModule(store, batch, 0.0, 0, 0, teacher_outputs=cached)
     timer = StepTimer(warmup)
-    trainer = L.Trainer(max_steps=steps + warmup, accelerator="cpu", devices=1, logger=False,
+    trainer = L.Trainer(max_steps=steps + warmup, accelerator="cpu", devices=1, logger=False, precision=precision,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
@@ -71,6 +73,18 @@ def loader_rate(store: FaceStore, size: int, batch: int, steps: int) -> float:
     return batch / statistics.median(times)
 
 
+def precision_table(store: FaceStore, args: argparse.Namespace) -> None:
+    """Samples/s of each backbone in fp32 and under bf16 autocast (Lightning's bf16-mixed), same loop."""
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}; input {args.size} px, batch {args.batch}, channels-last, L1, AdamW")
+    print("| backbone | fp32 samples/s | bf16-mixed samples/s | speed-up |")
+    print("|---|---|---|---|")
+    for arch in args.backbones.split(","):
+        fp32, bf16 = (run(store, args.size, args.batch, args.steps, args.warmup, "l1", {}, {}, arch, precision)
+                      for precision in ("32-true", "bf16-mixed"))
+        print(f"| {arch} | {fp32:.1f} | {bf16:.1f} | {bf16 / fp32:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store")
@@ -78,6 +92,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=70)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--backbones", help="comma-separated timm names: only the fp32 vs bf16-mixed table for these "
+                                        "(L1 on hard landmarks, as the 300w-cpu teachers train)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kdl-bench-"))
     if args.store:
@@ -86,6 +102,9 @@ def main() -> None:
         prepare_store(PrepareParams("300w", str(sample_root()), "train", input_size=args.size, copies=6),
                       tmp / "store", progress=False)
         store = FaceStore(tmp / "store")
+    if args.backbones:
+        precision_table(store, args)
+        return
     teachers = {}
     for name in ("tough", "tolerant"):
         info = ModelInfo(arch="efficientnet_b3", num_points=store.num_points, input_size=args.size,

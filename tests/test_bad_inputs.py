@@ -8,8 +8,10 @@ the shipped lite model (onnxruntime for predict, its .pt for evaluate) and craft
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from kdlandmarks.apps.predict import OUTPUT_LEDGER
 from kdlandmarks.cli import main
 from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.data.datasets.pts import read_pts, write_pts
@@ -35,6 +38,7 @@ from kdlandmarks.errors import DataError, ModelError
 from kdlandmarks.fileio import atomic_path
 
 MODEL = "kd-student-300w-lite"
+TRAIN_ARCH = "mobilenetv2_050"  # the smallest backbone the training rows build
 SAMPLE = sample_root() / "lfpw" / "testset"
 PHOTOS = sorted(SAMPLE.glob("*.jpg"))
 
@@ -123,7 +127,13 @@ def dead_pid() -> int:
 
 
 def hidden(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob(".*"))
+    """Hidden files left in `folder`, less predict's ledger of the files it wrote there."""
+    return sorted(p.name for p in folder.rglob(".*") if p.name != OUTPUT_LEDGER)
+
+
+def outputs(folder: Path) -> list[str]:
+    """The names in `folder`, less predict's ledger."""
+    return sorted(p.name for p in folder.iterdir() if p.name != OUTPUT_LEDGER)
 
 
 def predict(tmp: Path, *paths: str | Path, out: str | Path | None = None, extra: tuple[str, ...] = ()) -> list[str]:
@@ -138,6 +148,60 @@ def evaluate(root: Path, out: Path, *extra: str, model: str | Path = MODEL) -> l
 def prepare(root: Path, out: Path, *extra: str) -> list[str]:
     return ["prepare", "--dataset", "300w", "--root", str(root), "--split", "afw", "--size", "32",
             "--out", str(out), "--quiet", *extra]
+
+
+
+def crafted_onnx(tmp: Path, name: str = "m.onnx", graph_size: int = 128, info_size: int = 128,
+                 offset: float = 0.0) -> Path:
+    """A tiny ONNX landmark model with the project's metadata (ModelInfo of `info_size`) whose graph takes
+    `graph_size` px inputs and outputs the mean colour times zeros, plus `offset` (NaN, 1e30, ...)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from kdlandmarks.inference.runtime import METADATA_KEY
+    from kdlandmarks.models.info import ModelInfo
+
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [3, 136], [0.0] * 408)
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [136], [offset] * 136)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["landmarks"])],
+        "crafted", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, graph_size, graph_size])],
+        [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["B", 136])], [weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(asdict(ModelInfo("crafted", 68, info_size)))
+    path = tmp / name
+    onnx.save(model, str(path))
+    return path
+
+
+def shipped_pt(tmp: Path, name: str = "m.pt", folder: str = "models") -> Path:
+    """A copy of the shipped lite model's PyTorch file."""
+    from kdlandmarks.models.zoo import resolve_model
+
+    dst = tmp / folder / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(resolve_model(MODEL), dst)
+    return dst
+
+
+def same_points() -> np.ndarray:
+    """68 landmarks all at one point."""
+    return np.full((68, 2), 120.0)
+
+
+def eyes_together() -> np.ndarray:
+    """Real landmarks whose inter-ocular points (36 and 45) coincide."""
+    pts = read_pts(PHOTOS[2].with_suffix(".pts"))
+    pts[45] = pts[36]
+    return pts
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -186,7 +250,7 @@ def _folder_with_bad_files(tmp: Path) -> list[str]:
 
 
 def _three_photos_done(tmp: Path, r: Result) -> None:
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == sorted(p.with_suffix(".json").name for p in PHOTOS[:3])
+    assert outputs(tmp / "out") == sorted(p.with_suffix(".json").name for p in PHOTOS[:3])
     assert "3/6 images" in r.out and "3 skipped" in r.out
     for line in r.err.splitlines():
         assert line.startswith("kdlandmarks: skipped ") and str(tmp / "in") in line
@@ -204,7 +268,7 @@ def _bad_boxes_entry(tmp: Path) -> list[str]:
 
 
 def _two_of_three(tmp: Path, r: Result) -> None:
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == sorted(
+    assert outputs(tmp / "out") == sorted(
         p.with_suffix(".json").name for p in (PHOTOS[0], PHOTOS[2]))
 
 
@@ -246,7 +310,7 @@ def _inputs_untouched(tmp: Path, r: Result) -> None:
     folder = tmp / "in"
     assert (folder / "a_landmarks.jpg").read_bytes() == (tmp / "original").read_bytes()
     assert "2/2 images" in r.out  # not 4: the first run's drawings are not taken for photos
-    assert sorted(p.name for p in folder.iterdir()) == [
+    assert outputs(folder) == [
         "a.jpg", "a.json", "a_landmarks-1.jpg", "a_landmarks.jpg", "a_landmarks.json", "a_landmarks_landmarks.jpg"]
     assert cv2.imread(str(folder / "a_landmarks-1.jpg")) is not None
 
@@ -261,7 +325,7 @@ def _fewer_faces(tmp: Path) -> list[str]:
 
 
 def _one_face_left(tmp: Path, r: Result) -> None:
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == ["a.json", "a_0.pts"]
+    assert outputs(tmp / "out") == ["a.json", "a_0.pts"]
     assert len(json.loads((tmp / "out" / "a.json").read_text())["faces"]) == 1
 
 
@@ -294,12 +358,12 @@ def _bomb_in_folder(tmp: Path) -> list[str]:
 
 def _limit_lowered(tmp: Path) -> list[str]:
     _, box = photo(tmp, 0)  # about 0.1 megapixels
-    png(tmp / "in" / "small.png", 100, 80)
+    png(tmp / "in" / "small.png", 320, 150)  # under 0.05 megapixels, and the box reaches into it
     return predict(tmp, tmp / "in", extra=("--boxes", box, "--max-megapixels", "0.05"))
 
 
 def _small_one_done(tmp: Path, r: Result) -> None:
-    assert [p.name for p in (tmp / "out").iterdir()] == ["small.json"]
+    assert outputs(tmp / "out") == ["small.json"]
 
 
 # 8. messages that say what is wrong
@@ -368,6 +432,248 @@ CLI_CASES = [
 ]
 
 
+# --------------------------------------------------------------------------------------------------
+# Issue 26: the second hostile-input round (rows named 26.<item>)
+# --------------------------------------------------------------------------------------------------
+
+# 26.1 export never writes onto its input, nor onto a sidecar that is not its own
+
+def _export_onto_input(tmp: Path) -> list[str]:
+    model = shipped_pt(tmp)
+    (tmp / "before").write_text(sha(model))
+    return ["export", "--model", str(model), "--out", str(model)]
+
+
+def _model_untouched(tmp: Path, r: Result) -> None:
+    assert sha(tmp / "models" / "m.pt") == (tmp / "before").read_text()
+    assert outputs(tmp / "models") == ["m.pt"]
+
+
+def _export_over_users_json(tmp: Path) -> list[str]:
+    (tmp / "X").mkdir()
+    (tmp / "X" / "summary.json").write_text('{"mine": 1}')
+    return ["export", "--model", str(shipped_pt(tmp)), "--out", str(tmp / "X" / "summary.onnx")]
+
+
+def _users_json_kept(tmp: Path, r: Result) -> None:
+    assert outputs(tmp / "X") == ["summary.json"] and (tmp / "X" / "summary.json").read_text() == '{"mine": 1}'
+
+
+# 26.2 predict removes or replaces only the files it wrote
+
+def _users_pts_beside_outputs(tmp: Path) -> list[str]:
+    path, box = photo(tmp, 0, "a.jpg")
+    for k in (1, 2):
+        (tmp / "in" / f"a_{k}.pts").write_text(f"mine {k}")
+    return predict(tmp, path, out=tmp / "in", extra=("--format", "pts", "--boxes", box))
+
+
+def _users_pts_kept(tmp: Path, r: Result) -> None:
+    assert [(tmp / "in" / f"a_{k}.pts").read_text() for k in (1, 2)] == ["mine 1", "mine 2"]
+    assert outputs(tmp / "in") == ["a.jpg", "a_0.pts", "a_1.pts", "a_2.pts"]
+    assert read_pts(tmp / "in" / "a_0.pts").shape == (68, 2)
+
+
+def _users_json_and_pts_in_out(tmp: Path) -> list[str]:
+    path, box = photo(tmp, 0, "a.jpg")
+    (tmp / "in" / "a.json").write_text("my notes")
+    (tmp / "in" / "a_0.pts").write_text("my points")
+    argv = predict(tmp, path, out=tmp / "in", extra=("--format", "json,pts", "--boxes", box))
+    assert main(argv) == 0  # the checked run is the re-run: it replaces its own files, and only those
+    return argv
+
+
+def _written_beside(tmp: Path, r: Result) -> None:
+    folder = tmp / "in"
+    assert (folder / "a.json").read_text() == "my notes" and (folder / "a_0.pts").read_text() == "my points"
+    assert outputs(folder) == ["a-1.json", "a.jpg", "a.json", "a_0-1.pts", "a_0.pts"]
+    assert len(json.loads((folder / "a-1.json").read_text())["faces"]) == 1
+    assert "2 output(s) written beside a file not written by kdlandmarks" in r.out
+    assert "a-1.json beside a.json" in r.out
+
+
+# 26.4 tracebacks become one line
+
+def _deep_boxes(tmp: Path) -> list[str]:
+    (tmp / "boxes.json").write_text("[" * 100_000 + "]" * 100_000)
+    return predict(tmp, photo(tmp)[0], extra=("--boxes", str(tmp / "boxes.json")))
+
+
+def _recipe(tmp: Path, text: str) -> list[str]:
+    (tmp / "r.yaml").write_text(text)
+    return ["train", "teacher", "--kind", "tough", "--config", str(tmp / "r.yaml"), "--out", str(tmp / "run")]
+
+
+# 26.5 / 26.6 non-finite model outputs, boxes outside the image
+
+def _boxes_outside(box: str) -> Callable[[Path], list[str]]:
+    return lambda t: predict(t, photo(t)[0], extra=(f"--boxes={box}",))  # "=": a box may start with "-"
+
+
+def _nothing_in_out(tmp: Path, r: Result) -> None:
+    assert not (tmp / "out").exists() or outputs(tmp / "out") == []
+
+
+# 26.7 skip messages name the file and its real size
+
+def _tiny_video(tmp: Path) -> Path:
+    path = tmp / "tiny.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (4, 4))  # MJPG crashes at 4x4
+    for _ in range(3):
+        writer.write(np.full((4, 4, 3), 127, np.uint8))
+    writer.release()
+    return path
+
+
+# 26.9 a --format change leaves no earlier .pts behind
+
+def _format_changed(tmp: Path) -> list[str]:
+    path, box = photo(tmp, 0, "b.jpg")
+    boxes = ";".join([box] + [f"{5 + 3 * k},{5 + 3 * k},{60 + 3 * k},{60 + 3 * k}" for k in range(29)])
+    assert main(predict(tmp, path, extra=("--format", "json,pts", "--boxes", boxes))) == 0
+    assert len(list((tmp / "out").glob("b_*.pts"))) == 30
+    (tmp / "out" / "b_7.pts").write_text("edited by hand")  # no longer what predict wrote: kept
+    return predict(tmp, path, extra=("--format", "json", "--boxes", box))
+
+
+def _only_new_json(tmp: Path, r: Result) -> None:
+    assert outputs(tmp / "out") == ["b.json", "b_7.pts"]
+    assert len(json.loads((tmp / "out" / "b.json").read_text())["faces"]) == 1
+
+
+# 26.10 folder runs say what they leave out
+
+def _gif_and_drawing_in_folder(tmp: Path) -> list[str]:
+    from PIL import Image
+
+    from kdlandmarks.apps.predict import mark_drawing
+
+    photo(tmp, 0, "a.jpg")
+    Image.open(PHOTOS[1]).save(tmp / "in" / "b.gif")
+    ok, buf = cv2.imencode(".jpg", cv2.imread(str(PHOTOS[2])))
+    (tmp / "in" / "c.jpg").write_bytes(mark_drawing(buf.tobytes()))
+    return predict(tmp, tmp / "in", extra=("--boxes", "60,60,200,200"))
+
+
+def _gif_read_drawing_counted(tmp: Path, r: Result) -> None:
+    assert outputs(tmp / "out") == ["a.json", "b.json"]
+    assert "2/2 images" in r.out and "1 earlier drawing(s) not read" in r.out and "c.jpg" in r.out
+
+
+# 26.11 small ones
+
+def _fifo(tmp: Path) -> list[str]:
+    os.mkfifo(tmp / "pipe.jpg")
+    return predict(tmp, tmp / "pipe.jpg")
+
+
+def _legacy_pickle(tmp: Path) -> list[str]:
+    import pickle
+
+    with open(tmp / "legacy.pt", "wb") as f:
+        pickle.dump({"format": 1, "state_dict": {}}, f, protocol=4)
+    return predict(tmp, photo(tmp)[0], extra=("--model", str(tmp / "legacy.pt")))
+
+
+def _onnx_named_pt(tmp: Path) -> list[str]:
+    from kdlandmarks.models.zoo import resolve_model
+
+    shutil.copy(resolve_model(MODEL, backend="onnx"), tmp / "net.pt")
+    return predict(tmp, photo(tmp)[0], extra=("--model", str(tmp / "net.pt")))
+
+
+def _random_pt(tmp: Path) -> list[str]:
+    (tmp / "noise.pt").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return predict(tmp, photo(tmp)[0], extra=("--model", str(tmp / "noise.pt")))
+
+
+ISSUE_26_CASES = [
+    # 1
+    Case("26.1-export-onto-its-input", _export_onto_input, err=("m.pt", ".onnx"), check=_model_untouched),
+    Case("26.1-export-onto-its-input-as-onnx-name",
+         lambda t: ["export", "--model", str(crafted_onnx(t)), "--out", str(t / "m.onnx")],
+         err=("m.onnx",)),
+    Case("26.1-export-over-a-users-json", _export_over_users_json,
+         err=("summary.json: a file that kdlandmarks did not write", "left as it was"), check=_users_json_kept),
+    Case("26.1-export-without-onnx-suffix",
+         lambda t: ["export", "--model", str(shipped_pt(t)), "--out", str(t / "model")],
+         err=("model: an ONNX export is written to a file ending in .onnx",), check=_nothing_written("model")),
+    # 2
+    Case("26.2-users-numbered-pts-kept", _users_pts_beside_outputs, code=0, err_lines=0, check=_users_pts_kept),
+    Case("26.2-users-json-and-pts-never-overwritten", _users_json_and_pts_in_out, code=0, err_lines=0,
+         check=_written_beside),
+    # 4
+    Case("26.4-onnx-metadata-disagrees-with-graph",
+         lambda t: predict(t, photo(t)[0], extra=("--model", str(crafted_onnx(t, graph_size=64)),
+                                                  "--boxes", "60,60,200,200")),
+         err=("m.onnx: its graph takes", "altered after export")),
+    Case("26.4-max-megapixels-nan", lambda t: predict(t, photo(t)[0], extra=("--max-megapixels", "nan")),
+         err=("--max-megapixels must be a number > 0 (0: no limit), got nan",)),
+    Case("26.4-max-megapixels-inf", lambda t: predict(t, photo(t)[0], extra=("--max-megapixels", "inf")),
+         err=("--max-megapixels must be a number > 0", "got inf")),
+    Case("26.11-max-megapixels-negative", lambda t: predict(t, photo(t)[0], extra=("--max-megapixels", "-5")),
+         err=("--max-megapixels must be a number > 0", "got -5.0")),
+    Case("26.4-set-epochs-empty",
+         lambda t: ["train", "teacher", "--kind", "tough", "--out", str(t / "run"), "--set", "teacher.epochs="],
+         err=("teacher.epochs: no value given (empty or null)",), check=_nothing_written("run")),
+    Case("26.4-yaml-epochs-null", lambda t: _recipe(t, "teacher:\n  epochs: null\n"),
+         err=("r.yaml.teacher.epochs: no value given",), check=_nothing_written("run")),
+    Case("26.4-yaml-input-size-tilde", lambda t: _recipe(t, "input_size: ~\n"),
+         err=("r.yaml.input_size: no value given",), check=_nothing_written("run")),
+    Case("26.4-boxes-json-nested-100000-deep", _deep_boxes, err=("boxes.json", "nested too deeply")),
+    # 5
+    Case("26.5-nan-output-predict",
+         lambda t: predict(t, photo(t)[0], extra=("--model", str(crafted_onnx(t, offset=float("nan"))),
+                                                  "--format", "json,pts", "--boxes", "60,60,200,200")),
+         err=("m.onnx: the network output holds NaN or infinite values",), check=_nothing_in_out),
+    Case("26.5-huge-output-predict",
+         lambda t: predict(t, photo(t)[0], extra=("--model", str(crafted_onnx(t, offset=1e30)),
+                                                  "--boxes", "60,60,200,200")),
+         err=("m.onnx: the network output holds a value of 1e+30",), check=_nothing_in_out),
+    Case("26.5-nan-output-evaluate",
+         lambda t: evaluate(w300_layout(t), t / "ev", model=crafted_onnx(t, offset=float("nan"))),
+         err=("m.onnx: the network output holds NaN",), check=_nothing_written("ev")),
+    # 6
+    Case("26.6-box-wholly-outside", _boxes_outside("1000,1000,1200,1200"),
+         err=("box 0 (1000,1000,1200,1200) lies wholly outside the",), check=_nothing_in_out),
+    Case("26.6-negative-box", _boxes_outside("-300,-300,-100,-100"),
+         err=("box 0 (-300,-300,-100,-100) lies wholly outside",), check=_nothing_in_out),
+    Case("26.6-absurd-box", _boxes_outside("0,0,1e12,1e12"),
+         err=("box 0 (0,0,1e+12,1e+12) is more than 10 times the size of the",), check=_nothing_in_out),
+    Case("26.6-second-box-outside", _boxes_outside("60,60,200,200;2000,60,2100,200"),
+         err=("box 1 (2000,60,2100,200) lies wholly outside",), check=_nothing_in_out),
+    # 7
+    Case("26.7-elongated-image", lambda t: predict(t, png(t / "long.png", 60000, 10)),
+         err=("long.png: image is 60000x10 pixels, too elongated",)),
+    Case("26.7-tiny-video", lambda t: predict(t, _tiny_video(t)),
+         err=("tiny.mp4: video frames: image is 4x4 pixels, too small",)),
+    Case("26.7-all-points-identical", lambda t: evaluate(w300_layout(t, {"same": same_points()}), t / "ev"),
+         err=("same.pts: all 68 landmarks are the same point (120, 120)",), check=_nothing_written("ev")),
+    # 8
+    Case("26.8-zero-inter-ocular-skipped",
+         lambda t: evaluate(w300_layout(t, {"eyes": eyes_together()}), t / "ev", "--skip-bad"),
+         code=0, err_lines=None, check=lambda t, r: (
+             (report := json.loads((t / "ev" / "metrics.json").read_text()))["protocol"]["count"] == 2
+             or pytest.fail(r.out))
+         and "afw/eyes: inter-ocular distance is zero" in report["skipped"][0]),
+    Case("26.8-zero-inter-ocular-named", lambda t: evaluate(w300_layout(t, {"eyes": eyes_together()}), t / "ev"),
+         err=("afw/eyes: inter-ocular distance is zero (its points 36 and 45 (0-based) coincide)",)),
+    # 9
+    Case("26.9-format-change-removes-own-pts", _format_changed, code=0, err_lines=0, check=_only_new_json),
+    # 10
+    Case("26.10-gif-read-and-drawing-counted", _gif_and_drawing_in_folder, code=0, err_lines=0,
+         check=_gif_read_drawing_counted),
+    # 11
+    Case("26.11-fifo", _fifo, err=("pipe.jpg: not a regular file or folder",)),
+    Case("26.11-legacy-pickle", _legacy_pickle,
+         err=("legacy.pt: not a readable model file: truncated, or not a PyTorch file",)),
+    Case("26.11-onnx-named-pt", _onnx_named_pt, err=("net.pt: an exported ONNX model, not a PyTorch model file",)),
+    Case("26.11-random-bytes-pt", _random_pt,
+         err=("noise.pt: not a readable model file: truncated, or not a PyTorch file",)),
+]
+CLI_CASES += ISSUE_26_CASES
+
+
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
 def test_cli(case: Case, tmp_path: Path, capsys) -> None:
     argv = case.make(tmp_path)
@@ -401,22 +707,29 @@ def api_evil_model(tmp: Path) -> None:
     assert not (tmp / "PWNED").exists()
 
 
-def api_unwritable_folder_is_named(tmp: Path, monkeypatch) -> None:
-    """The error names the folder, not a hidden temporary file (root ignores chmod: EACCES is simulated)."""
+def deny_writes_in(monkeypatch, folder: Path) -> None:
+    """Creating a file in `folder` fails with EACCES, as in a read-only folder (root ignores chmod)."""
     import errno
 
     from kdlandmarks import fileio
 
-    locked = tmp / "locked"
-    locked.mkdir()
     real_open = os.open
 
     def deny(path, *args, **kwargs):
-        if Path(path).parent == locked:
+        if Path(path).parent == folder:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(fileio.os, "open", deny)
+
+
+def api_unwritable_folder_is_named(tmp: Path, monkeypatch) -> None:
+    """The error names the folder, not a hidden temporary file (root ignores chmod: EACCES is simulated)."""
+    from kdlandmarks import fileio
+
+    locked = tmp / "locked"
+    locked.mkdir()
+    deny_writes_in(monkeypatch, locked)
     with pytest.raises(PermissionError) as info:
         fileio.atomic_write_text(locked / "a.json", "{}")
     assert info.value.filename == str(locked) and "cannot create files in this folder" in str(info.value)
@@ -424,20 +737,9 @@ def api_unwritable_folder_is_named(tmp: Path, monkeypatch) -> None:
 
 
 def api_unwritable_folder_cli(tmp: Path, monkeypatch, capsys) -> None:
-    import errno
-
-    from kdlandmarks import fileio
-
     argv = _unwritable(tmp)
     (tmp / "locked").mkdir()
-    real_open = os.open
-
-    def deny(path, *args, **kwargs):
-        if Path(path).parent == tmp / "locked":
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(fileio.os, "open", deny)
+    deny_writes_in(monkeypatch, tmp / "locked")
     r = cli(capsys, argv)
     lines = r.err.strip().splitlines()
     assert r.code == 2 and len(lines) == 1, r.err
@@ -544,6 +846,97 @@ def api_far_point_in_a_record(tmp: Path) -> None:
     assert records["afw/" + PHOTOS[0].stem].load_checked_image().ndim == 3
 
 
+# Issue 26, API rows
+
+def api_export_to_an_unwritable_place_fails_first(tmp: Path, monkeypatch, capsys) -> None:
+    """Before the export's work (no exporter runs), naming the folder, not a temporary file."""
+    from kdlandmarks.export import onnx as export_onnx_module
+
+    model = shipped_pt(tmp)
+    locked = tmp / "locked"
+    locked.mkdir()
+    deny_writes_in(monkeypatch, locked)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the export started before its output place was checked")
+
+    monkeypatch.setattr(export_onnx_module, "_torch_export", no_work)
+    for fmt in ("onnx", "onnx-int8"):
+        r = cli(capsys, ["export", "--model", str(model), "--format", fmt, "--out", str(locked / "m.onnx")])
+        lines = r.err.strip().splitlines()
+        assert r.code == 2 and len(lines) == 1, r.err
+        assert lines[0].endswith(f"cannot create files in this folder): {locked}") and ".tmp" not in lines[0]
+    assert outputs(locked) == []
+
+
+def api_network_output_check_is_shared(tmp: Path) -> None:
+    """One check, in the runtime, for every caller of the network: predict, evaluate, video, the API."""
+    from kdlandmarks.inference.detector import LandmarkDetector
+    from kdlandmarks.inference.runtime import MAX_ABS_OUTPUT, check_network_output
+
+    fine = np.full((2, 136), MAX_ABS_OUTPUT)
+    assert check_network_output(fine, "m") is fine
+    for bad, what in ((np.inf, "NaN or infinite"), (-np.inf, "NaN or infinite"), (np.nan, "NaN or infinite"),
+                      (-2 * MAX_ABS_OUTPUT, "a value of 2e+04")):
+        out = np.zeros((3, 136), np.float32)
+        out[2, 7] = bad
+        with pytest.raises(ModelError, match="^" + re.escape(f"model.onnx: the network output holds {what}")):
+            check_network_output(out, "model.onnx")
+    image = cv2.cvtColor(cv2.imread(str(PHOTOS[0])), cv2.COLOR_BGR2RGB)
+    det = LandmarkDetector(crafted_onnx(tmp, offset=float("nan")))
+    with pytest.raises(ModelError, match="m.onnx: the network output holds NaN"):
+        det.detect(image, boxes=[[60, 60, 200, 200]])
+    faces = LandmarkDetector(crafted_onnx(tmp, "ok.onnx")).detect(image, boxes=[[60, 60, 200, 200]])
+    assert faces[0].landmarks.shape == (68, 2)
+
+
+def api_video_of_tiny_frames_is_named(tmp: Path) -> None:
+    from kdlandmarks.inference.video import VideoStream
+
+    with pytest.raises(DataError, match=r"tiny.mp4: video frames: image is 4x4 pixels, too small"):
+        VideoStream(_tiny_video(tmp))
+
+
+def api_ledger_vouches_only_for_whole_unchanged_entries(tmp: Path) -> None:
+    """A ledger line cut short by a kill, or a file changed since it was written, vouches for nothing."""
+    from kdlandmarks.apps.predict import OutputLedger
+
+    out = tmp / "out"
+    out.mkdir()
+    (out / "a.json").write_text("{}")
+    (out / "b.json").write_text("{}")
+    ledger = OutputLedger(out)
+    ledger.wrote(out / "a.json", "a")
+    ledger.wrote(out / "b.json", "b")
+    with open(out / OUTPUT_LEDGER, "a") as f:
+        f.write('{"path": "c.json", "st')  # killed mid-line
+    (out / "c.json").write_text("{}")
+    (out / "b.json").write_text('{"edited": 1}')
+    again = OutputLedger(out)
+    assert again.owns(out / "a.json") and not again.owns(out / "b.json") and not again.owns(out / "c.json")
+    assert again.target(out / "a.json") == out / "a.json" and again.target(out / "b.json") == out / "b-1.json"
+    again.remove_stale("b", keep=set())
+    assert (out / "b.json").read_text() == '{"edited": 1}'
+    again.remove_stale("a", keep=set())
+    assert not (out / "a.json").exists() and not OutputLedger(out).owns(out / "a.json")
+    (out / "d.json").write_text("{}")
+    for _ in range(3000):  # many re-runs of one image: the ledger is compacted on the next load
+        again.wrote(out / "d.json", "d")
+    assert OutputLedger(out).owns(out / "d.json")
+    assert [json.loads(line)["path"] for line in (out / OUTPUT_LEDGER).read_text().splitlines()] == ["b.json", "d.json"]
+
+
+def api_backbone_weights_refused_in_one_line(tmp: Path) -> None:
+    from kdlandmarks.models.backbones import create_model
+
+    with pytest.raises(ModelError, match="evil.pt: not a kdlandmarks weight file: it holds Python objects"):
+        create_model(TRAIN_ARCH, 68, backbone_weights=evil_model(tmp))
+    with pytest.raises(ModelError, match="noise.pt: not a readable weight file"):
+        (tmp / "noise.pt").write_bytes(b"\x80\x02garbage")
+        create_model(TRAIN_ARCH, 68, backbone_weights=tmp / "noise.pt")
+    assert not (tmp / "PWNED").exists()
+
+
 API_CASES = [
     api_evil_model,
     api_unwritable_folder_is_named,
@@ -555,6 +948,11 @@ API_CASES = [
     api_small_array_message,
     api_bad_image_in_detect_batch_names_it,
     api_far_point_in_a_record,
+    api_export_to_an_unwritable_place_fails_first,
+    api_network_output_check_is_shared,
+    api_video_of_tiny_frames_is_named,
+    api_ledger_vouches_only_for_whole_unchanged_entries,
+    api_backbone_weights_refused_in_one_line,
 ]
 
 
@@ -564,3 +962,82 @@ def test_api(case, tmp_path: Path, request) -> None:
 
     fixtures = {name: request.getfixturevalue(name) for name in inspect.signature(case).parameters if name != "tmp"}
     case(tmp_path, **fixtures)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 26, training rows: one tiny store and one teacher run, shared
+# --------------------------------------------------------------------------------------------------
+
+TINY_TRAIN = ["--config", "300w-paper", "--set", "data.num_workers=0", "--set", "trainer.accelerator=cpu",
+              "--set", "trainer.devices=1", "--set", "trainer.precision=32-true", "--set", f"teacher.arch={TRAIN_ARCH}",
+              "--set", "input_size=32", "--set", "data.batch_size=4", "--set", "teacher.epochs=1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny prepared store (6 faces, 32 px, 2 copies) and a teacher run of one epoch on it."""
+    base = tmp_path_factory.mktemp("trained")
+    store = base / "store"
+    assert main(prepare(w300_layout(base, good=6), store, "--copies", "2")) == 0
+    run = base / "run"
+    assert main(teacher(store, run)) == 0
+    return store, run
+
+
+def teacher(store: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "teacher", "--kind", "tough", "--store", str(store), "--out", str(out), *TINY_TRAIN, *extra]
+
+
+def one_line_error(r: Result, *phrases: str) -> None:
+    lines = r.err.strip().splitlines()
+    assert r.code == 2 and len(lines) == 1 and lines[0].startswith("kdlandmarks: error: "), r.err
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+
+
+def copied_run(trained, tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(trained[1], run)
+    return run
+
+
+def test_26_4_resume_from_a_truncated_checkpoint(trained, tmp_path, capsys) -> None:
+    run = copied_run(trained, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:4000])
+    r = cli(capsys, teacher(trained[0], run))
+    one_line_error(r, "cannot resume", "last.ckpt: not a readable training checkpoint", "--restart")
+    assert last.stat().st_size == 4000  # kept: the user decides
+
+
+def test_26_4_resume_after_the_architecture_changed(trained, tmp_path, capsys) -> None:
+    run = copied_run(trained, tmp_path)
+    r = cli(capsys, teacher(trained[0], run, "--set", "teacher.arch=mobilenetv2_035"))
+    one_line_error(r, f"holds {TRAIN_ARCH} with 68 points, and the recipe now builds mobilenetv2_035", "--restart")
+
+
+def test_26_4_crafted_checkpoint_refused_in_one_line(trained, tmp_path, capsys) -> None:
+    run = copied_run(trained, tmp_path)
+    evil = evil_model(tmp_path, "evil.ckpt", checkpoint=True)
+    shutil.move(evil, run / "checkpoints" / "last.ckpt")
+    r = cli(capsys, teacher(trained[0], run))
+    one_line_error(r, "cannot resume", "holds Python objects", "--restart")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_26_4_and_11_evil_backbone_weights_leave_no_run_folder(trained, tmp_path, capsys) -> None:
+    r = cli(capsys, teacher(trained[0], tmp_path / "new", "--set", f"teacher.backbone_weights={evil_model(tmp_path)}"))
+    one_line_error(r, "evil.pt: not a kdlandmarks weight file: it holds Python objects")
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "new").exists()  # a failed start leaves no folder with only config.yaml
+
+
+def test_26_4_truncated_store_images(trained, tmp_path, capsys) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(trained[0], store)
+    images = store / "images.npy"
+    images.write_bytes(images.read_bytes()[:images.stat().st_size // 2])
+    one_line_error(cli(capsys, ["asm", "--store", str(store)]), "images.npy: unreadable store array",
+                   "kdlandmarks prepare")
+    one_line_error(cli(capsys, teacher(store, tmp_path / "new")), "images.npy: unreadable store array")
+    assert not (tmp_path / "new").exists()

@@ -91,11 +91,12 @@ def test_renamed_stems_never_collide(tmp_path):
     assert len(set(stems)) == 3 and stems[0] == "x"
 
 
-def test_box_far_larger_than_the_image_still_crops(tmp_path, capsys):
+def test_box_far_larger_than_the_image_is_refused(tmp_path, capsys):
+    """Issue 26: a box thousands of times the image holds no face of it (it gave landmarks around 5e11)."""
     photo = sample_root() / "lfpw" / "testset" / "image_0001.jpg"
-    assert main(["predict", str(photo), "--boxes", "0,0,1000000,1000000", "--out", str(tmp_path)]) == 0
-    face = json.loads((tmp_path / "image_0001.json").read_text())["faces"][0]
-    assert np.isfinite(np.asarray(face["landmarks"])).all()
+    assert main(["predict", str(photo), "--boxes", "0,0,1000000,1000000", "--out", str(tmp_path)]) == 2
+    assert "box 0 (0,0,1e+06,1e+06) is more than 10 times the size of the 390x401 image" in capsys.readouterr().err
+    assert not (tmp_path / "image_0001.json").exists()
 
 
 def test_corrupt_video_is_exactly_one_line(tmp_path):

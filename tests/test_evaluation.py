@@ -12,7 +12,7 @@ from kdlandmarks.data.codec import LandmarkCodec
 from kdlandmarks.data.crop import gt_crop
 from kdlandmarks.data.datasets.pts import read_pts, write_pts
 from kdlandmarks.errors import ModelError
-from kdlandmarks.evaluation.protocols import evaluate_model
+from kdlandmarks.evaluation.protocols import EvaluationOptions, evaluate_model
 from kdlandmarks.models.backbones import ModelInfo, create_model, save_model
 from kdlandmarks.models.zoo import SHIPPED, resolve_model
 
@@ -58,7 +58,7 @@ def model_file(tmp_path_factory):
 
 def test_evaluate_model_api(w300, model_file, tmp_path):
     out = tmp_path / "eval"
-    report = evaluate_model(model_file, "300w", w300, "full", out, batch_size=2, progress=False)
+    report = evaluate_model(model_file, "300w", w300, "full", out, EvaluationOptions(batch_size=2, progress=False))
     assert list(report["subsets"]) == ["common", "challenging", "full"]
     assert [report["subsets"][k]["count"] for k in ("common", "challenging", "full")] == [2, 1, 3]
     for s in report["subsets"].values():
@@ -89,7 +89,8 @@ def test_evaluate_model_api(w300, model_file, tmp_path):
 
 def test_normalizer_and_missing_folder(w300, model_file, tmp_path):
     # Only 'common' folders are requested: one subset; a different normaliser is recorded.
-    report = evaluate_model(model_file, "300w", w300, "common", tmp_path / "c", normalizer="box", progress=False)
+    report = evaluate_model(model_file, "300w", w300, "common", tmp_path / "c",
+                            EvaluationOptions(normalizer="box", progress=False))
     assert list(report["subsets"]) == ["common"]
     assert report["subsets"]["common"]["normalizer"] == "box"
     assert "landmark extent" in report["protocol"]["normalizer_points"]
@@ -148,6 +149,7 @@ def test_skip_bad_image(w300, model_file, tmp_path, capsys):
             "--split", "full", "--out", str(tmp_path / "o")]
     assert main(args) == 2
     assert "i1.jpg" in capsys.readouterr().err
-    report = evaluate_model(model_file, "300w", root, "full", tmp_path / "o", skip_bad=True, progress=False)
+    report = evaluate_model(model_file, "300w", root, "full", tmp_path / "o",
+                            EvaluationOptions(skip_bad=True, progress=False))
     assert report["protocol"]["count"] == 2 and len(report["skipped"]) == 1
     assert list(report["subsets"]) == ["common", "full"]  # challenging is empty once i1 is skipped

@@ -157,11 +157,11 @@ def test_export_onnx_int8_api(tiny, tmp_path):
 
 
 def test_bench_api_tiny(tiny):
-    from kdlandmarks.apps.bench import format_report, run_bench
+    from kdlandmarks.apps.bench import BenchOptions, format_report, run_bench
 
     before = torch.get_num_threads()
-    report = run_bench(tiny, teacher_arch=None, input_sizes=[SIZE], batches=[1, 2], repeats=2, int8=False,
-                       threads=1, detector=False, others=False, min_seconds=0)
+    report = run_bench(BenchOptions(tiny, teacher_arch=None, input_sizes=[SIZE], batches=[1, 2], repeats=2, int8=False,
+                                    threads=1, detector=False, others=False, pipeline=False, min_seconds=0))
     assert torch.get_num_threads() == before
     assert {(r.runtime, r.batch) for r in report.rows} == {("torch", 1), ("torch", 2), ("onnxruntime", 1),
                                                            ("onnxruntime", 2)}
@@ -189,8 +189,10 @@ def test_time_call_samples_repeats_and_min_seconds():
     time_call(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0)
     assert len(calls) == 2 + 3
     calls.clear()
+    start = time.perf_counter()
     median, best = time_call(lambda: (calls.append(1), time.sleep(0.01)), repeats=1, warmup=0, min_seconds=0.1)
-    assert len(calls) >= 10 and best >= 0.01 and median >= best
+    assert time.perf_counter() - start >= 0.1 and len(calls) >= 2  # one repeat asked, sampled for 0.1 s
+    assert best >= 0.01 and median >= best
 
 
 def test_cli_bench_bad_batch_is_rejected(capsys):

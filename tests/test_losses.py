@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdlandmarks.errors import ConfigError, KDLandmarksError
-from kdlandmarks.models.losses import (KDLoss, LossInputError, assistant_weight, assistive_elementwise, l1_loss, l2_loss,
+from kdlandmarks.models.losses import (KDLoss, KDOptions, LossInputError, assistant_weight, assistive_elementwise, l1_loss, l2_loss,
                                 main_elementwise)
 
 F64 = torch.float64
@@ -149,7 +149,7 @@ def test_ramp_makes_assistive_loss_continuous_at_beta():
 
 # ---------------------------------------------------------------- symmetry
 
-@pytest.mark.parametrize("make", [KDLoss, KDLoss.figure_variant, lambda: KDLoss(rl_ramp=True, beta_ratio=0.4)])
+@pytest.mark.parametrize("make", [KDLoss, KDLoss.figure_variant, lambda: KDLoss(KDOptions(rl_ramp=True, beta_ratio=0.4))])
 def test_symmetric_under_reflection_about_target(make):
     gen = torch.Generator().manual_seed(1)
     shape = (3, 8)
@@ -185,13 +185,13 @@ def grad_of(loss, p, g, a, s, term=None):
     (0.003, 0.0),    # R_L: no pull
 ])
 def test_tough_gradient_per_region(p, expected):
-    loss = KDLoss(teachers=("tough",))
+    loss = KDLoss(KDOptions(teachers=("tough",)))
     grad = grad_of(loss, full(p, (1, 1)), full(0.0, (1, 1)), full(-0.04, (1, 1)), None, term="tough")
     assert float(grad) == pytest.approx(expected, abs=1e-12)
 
 
 def test_ramp_gradient_in_low_region_points_to_target():
-    loss = KDLoss(teachers=("tough",), rl_ramp=True, beta_ratio=0.4)
+    loss = KDLoss(KDOptions(teachers=("tough",), rl_ramp=True, beta_ratio=0.4))
     # d = 0.04, boundary 0.016; at p = 0.008 the weight is -0.45 / 2 and the gradient w * sign(p - t_hat) = +0.225
     grad = grad_of(loss, full(0.008, (1, 1)), full(0.0, (1, 1)), full(0.04, (1, 1)), None, term="tough")
     assert float(grad) == pytest.approx(0.225, abs=1e-12)
@@ -276,7 +276,7 @@ def test_figure_variant_settings_and_overrides():
 
 def test_fixed_threshold():
     # threshold 0.5 instead of |g - s| = 0.08: p = 0.1 stays on the linear branch, 2 * 3 * 0.1
-    t = KDLoss(main_threshold=0.5).terms(full(0.1), full(0.0), full(-0.04), full(0.08))
+    t = KDLoss(KDOptions(main_threshold=0.5)).terms(full(0.1), full(0.0), full(-0.04), full(0.08))
     assert float(t["main"]) == pytest.approx(0.6, abs=1e-12)
 
 
@@ -299,7 +299,7 @@ def test_point_layout_equals_flat_layout():
 
 def test_single_teacher_ablations():
     p, g, a, s = full(0.05), full(0.0), full(-0.04), full(0.08)
-    tough_only = KDLoss(teachers=("tough",))
+    tough_only = KDLoss(KDOptions(teachers=("tough",)))
     assert tough_only.main_threshold == "tough"  # falls back to delta = |g - a|
     t = tough_only.terms(p, g, a, None)
     # main: e = 0.05 > 0.04, 2 * (0.0025 + 0.12 - 0.0016); tough R_P 1.9 * 0.01
@@ -308,14 +308,14 @@ def test_single_teacher_ablations():
     assert float(t["tolerant"]) == 0.0
     assert float(tough_only(p, g, a, s)) == pytest.approx(0.2608, abs=1e-12)  # a given tolerant is ignored
 
-    tol_only = KDLoss(teachers=("tolerant",))
+    tol_only = KDLoss(KDOptions(teachers=("tolerant",)))
     t = tol_only.terms(p, g, None, s)
     assert float(t["main"]) == pytest.approx(0.3, abs=1e-12)
     assert float(t["tough"]) == 0.0
     assert float(t["tolerant"]) == pytest.approx(-0.012, abs=1e-12)
     assert float(tol_only(p, g, None, s)) == pytest.approx(0.288, abs=1e-12)
 
-    none = KDLoss(teachers=(), main_threshold=0.08)
+    none = KDLoss(KDOptions(teachers=(), main_threshold=0.08))
     assert float(none(p, g)) == pytest.approx(0.3, abs=1e-12)
 
 
@@ -356,7 +356,7 @@ def test_shape_errors():
 ])
 def test_config_errors(kwargs):
     with pytest.raises(ConfigError):
-        KDLoss(**kwargs)
+        KDLoss(KDOptions(**kwargs))
 
 
 @pytest.mark.parametrize("which", range(4))
@@ -372,7 +372,7 @@ def test_float32_and_single_string_teacher():
     total = KDLoss()(p, g, a, s)
     assert total.dtype == torch.float32
     assert float(total) == pytest.approx(0.307, abs=1e-6)
-    assert KDLoss(teachers="tough").teachers == ("tough",)
+    assert KDLoss(KDOptions(teachers="tough")).teachers == ("tough",)
 
 
 def test_l2_and_l1_values():

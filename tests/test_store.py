@@ -463,5 +463,5 @@ def test_prepare_params_build_takes_given_then_recipe_then_defaults():
     mixed = PrepareParams.build("300w", "root", "afw", recipe=recipe, copies=2)
     assert (mixed.input_size, mixed.context, mixed.margin, mixed.copies) == (64, 1.5, 0.05, 2)
     for bad in ({"input_size": 8}, {"context": 0.5}, {"copies": 0}, {"margin": -0.1}):
-        with pytest.raises(ConfigError, match="need --size >= 16"):
+        with pytest.raises(ConfigError, match="need input_size >= 16"):
             PrepareParams.build("300w", "root", "afw", **bad)

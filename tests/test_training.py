@@ -3,6 +3,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ConfigError
 from kdlandmarks.models.backbones import ModelInfo, create_model, load_model, save_model
 from kdlandmarks.data.store import FaceStore
-from kdlandmarks.training.config import load_recipe, shipped_recipes
+from kdlandmarks.training.config import TeacherCache, load_recipe, shipped_recipes
 from kdlandmarks.training.data import split_faces
 from kdlandmarks.models.zoo import SHIPPED
 
@@ -97,7 +98,7 @@ def test_teacher_run_folder(env, kind):
     rows = read_metrics(run)
     assert any(r.get("train_loss_epoch") and np.isfinite(float(r["train_loss_epoch"])) for r in rows)
     hp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
-    assert hp["target"] == ("soft" if kind == "tolerant" else "hard")
+    assert hp["objective"]["target"] == ("soft" if kind == "tolerant" else "hard")
 
 
 def test_model_file_and_lightning_checkpoint_load_alike(env):
@@ -147,7 +148,7 @@ def test_kd_student_uses_teacher_cache(env, kd_cached):
     assert len(caches) == 2
     st = FaceStore(env.store)
     # the network input is the centred 32 px window of the 40 px stored crop: pixels 4..35, no resampling
-    x = torch.from_numpy(np.asarray(st.images)[:, 4:36, 4:36]).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.array(st.images[:, 4:36, 4:36])).permute(0, 3, 1, 2).float() / 255
     expected = {}
     for kind in ("tough", "tolerant"):
         model, _ = load_model(env.runs / kind / "model.pt")
@@ -455,12 +456,13 @@ def test_warped_teacher_cache_trains_with_fresh_augmentation(env):
 
 def test_warped_cache_moves_teacher_points_like_the_labels():
     """A teacher that predicted the plain crop's labels exactly, cached, must equal the augmented labels."""
-    from kdlandmarks.training.module import LandmarkModule
+    from kdlandmarks.training.module import InputPipeline, LandmarkModule, Objective, TeacherSource
 
     info = ModelInfo(arch=ARCH, num_points=68, input_size=32, scheme="300w")
     augment = {"rotation": 0.4, "flip": 1.0, "scale": 0.1, "translate": 0.05}
-    module = LandmarkModule(asdict(info), loss="kd", augment=augment, source_size=40, window=32.0,
-                            warp_cached_teachers=True)
+    module = LandmarkModule(asdict(info), Objective(loss="kd"),
+                            inputs=InputPipeline(augment=augment, source_size=40, window=32.0),
+                            teachers=TeacherSource(warp_cached=True))
     module._trainer = SimpleNamespace(training=True, global_step=5, global_rank=0)
     gen = torch.Generator().manual_seed(0)
     landmarks = 8 + 24 * torch.rand(3, 68, 2, generator=gen)  # stored-crop pixels
@@ -472,7 +474,7 @@ def test_warped_cache_moves_teacher_points_like_the_labels():
     assert not torch.allclose(moved, module.codec.encode(plain), atol=1e-2)  # the step did augment
     torch.testing.assert_close(batch["tough"], moved, atol=1e-4, rtol=0)
     assert not torch.allclose(batch["tolerant"], moved, atol=1e-3)  # the offset teacher stays offset
-    module.hparams.warp_cached_teachers = False
+    module.teachers = TeacherSource(warp_cached=False)
     with pytest.raises(Exception, match="teacher_cache=warp"):
         module.on_after_batch_transfer({"image": batch["image"], "landmarks": landmarks,
                                         "tough": batch["tough"]}, 0)
@@ -567,7 +569,7 @@ def test_shipped_recipes_load():
         assert r.teacher.lr == 1e-3 and r.teacher.lr_decay == 1e-4 and r.data.augment is None
         assert r.teacher.optimizer == "adam" and r.teacher.schedule == "keras" and r.teacher.loss == "l2"
     cpu = load_recipe("300w-cpu")  # the recipe study's winner: fresh augmentation with the warped teacher cache, AdamW + one-cycle, L1
-    assert cpu.copies == 1 and cpu.data.augment and cpu.student.teacher_cache == "warp"
+    assert cpu.copies == 1 and cpu.data.augment and cpu.student.teacher_cache is TeacherCache.WARP
     assert cpu.student.optimizer == "adamw" and cpu.student.schedule == "onecycle" and cpu.teacher.loss == "l1"
     paper = load_recipe("300w-paper")
     assert paper.input_size == 224 and paper.copies == 6 and paper.data.batch_size == 70
@@ -666,3 +668,30 @@ def test_logged_invocations_order_and_seconds(tmp_path):
                                                               "metrics.csv"]
     assert earlier_training_seconds(tmp_path) == pytest.approx(10.0)
     assert earlier_training_seconds(tmp_path / "nowhere") == 0
+
+
+def test_a_moved_run_resumes_with_its_checkpoint_records(env, l2_run, recwarn):
+    """A run folder copied elsewhere and resumed keeps its best-checkpoint records, read in the new folder
+    (Lightning alone would drop them with a "dirpath has changed" warning and point into the old one)."""
+    out = env.runs / "l2-moved"
+    shutil.copytree(l2_run, out)
+    assert student(env, out, "--loss", "l2", "--set", "student.lr_decay=0.5", "--set", "student.epochs=2",
+                   "--set", "student.select=best-val") == 0
+    assert not [w for w in recwarn if "dirpath" in str(w.message)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert Path(summary["selected_checkpoint"]).parent == out / "checkpoints"
+    assert summary["best_val_nme"] is not None
+
+
+def test_off_a_terminal_each_epoch_is_one_line(env, capsys):
+    """With progress on and standard output not a terminal (a log file, CI), no progress bars: one line per
+    epoch with the mean training loss, validation NME and time."""
+    args = [a for a in TINY if a != "--quiet"]
+    assert train("student", "--store", str(env.store), "--out", str(env.runs / "l2-log"), *args,
+                 "--loss", "l2", "--set", "student.epochs=2") == 0
+    captured = capsys.readouterr()
+    epoch_lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    for k, line in enumerate(epoch_lines, start=1):
+        assert re.fullmatch(rf"epoch {k}/2, train loss [0-9.e+-]+, val NME [0-9.]+ %, \d+ s", line), line
+    assert "\r" not in captured.out + captured.err and "it/s" not in captured.out + captured.err

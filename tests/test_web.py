@@ -1,23 +1,29 @@
 """The web app (web/) and the Python package give the same numbers.
 
 - The runtime description beside the lite model's ONNX file (kd-student-300w-lite.json, read by the page) is
-  what kdlandmarks.export.modelspec writes now, and what LandmarkDetector, RetinaFaceDetector and LandmarkSmoother use.
-- `kdlandmarks web` serves a built page with the MIME types it needs.
+  what kdlandmarks.export.modelspec writes now, and what LandmarkDetector, RetinaFaceDetector and LandmarkTracker use.
+- `kdlandmarks web` serves a built page with the MIME types and the cross-origin-isolation headers it needs,
+  and its models from the package's weights; from a wheel installed in a fresh venv too (marker ``slow``).
 - The page's preprocessing (web/src/pipeline.js) under Node: crops and INTER_AREA resizes byte for byte equal
-  to OpenCV's (its own kernels, cv2.ipp off), and One-Euro smoothing equal to video.LandmarkSmoother. Needs node.
+  to OpenCV's (its own kernels, cv2.ipp off), and One-Euro smoothing equal to video.FaceFilter. Needs node.
 - In headless Chromium (marker ``browser``): the built page on the bundled LFPW test photos gives the 68 points
-  of LandmarkDetector(backend="onnx", detector="retinaface") within 0.5 px, works offline once loaded, and
-  reports its ms per face. Needs /usr/bin/chromium (Debian's package), node and `npm ci` in web/; skipped
-  without them unless KDLANDMARKS_REQUIRE_BROWSER=1 (.ci/run sets it after installing them).
+  of LandmarkDetector("kd-student-300w-lite:fp32", backend="onnx", detector="retinaface") within 0.5 px, its webcam tracking on known
+  frames is tracking.LandmarkTracker's, it is cross-origin isolated (wasm threads possible), works offline
+  once loaded, and reports its ms per face. Needs /usr/bin/chromium (Debian's package), node and `npm ci`
+  in web/; skipped without them unless KDLANDMARKS_REQUIRE_BROWSER=1 (.ci/run sets it after installing them).
   KDLANDMARKS_WEB_RESULTS=DIR keeps its screenshot and parity.json (points, timings) there (results/web/).
 """
 import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+import zipfile
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,15 +31,20 @@ import pytest
 
 from kdlandmarks.export import modelspec
 from kdlandmarks.data.crop import CropTransform
+from kdlandmarks.data.datasets.record import read_image
 from kdlandmarks.inference.calibration import box_source_names
 from kdlandmarks.errors import ConfigError
 from kdlandmarks.inference.detector import Face, LandmarkDetector
-from kdlandmarks.inference.video import LandmarkSmoother
+from kdlandmarks.inference.tracking import DEFAULT_TRACKING, EDGE_REACH, TRACK_BOX_SOURCE, LandmarkTracker
+from kdlandmarks.inference.video import DEFAULT_FPS, DEFAULT_SMOOTHING, FaceFilter, SmoothingOptions
 from kdlandmarks.models.zoo import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 MODEL = "kd-student-300w-lite"
+# The page runs the fp32 export (onnxruntime-web's wasm runs it faster than the int8 one); Python's default for
+# this name is int8 (models.zoo.INT8_DEFAULT), so the comparisons name the fp32 file.
+PYTHON_MODEL = f"{MODEL}:fp32"
 PHOTOS = sorted((ROOT / "src/kdlandmarks/data/300w-sample/lfpw/testset").glob("*.jpg"))
 CHROMIUM = os.environ.get("KDLANDMARKS_CHROMIUM", "/usr/bin/chromium")
 MAX_DIFF_PX = 0.5
@@ -49,7 +60,7 @@ def missing(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_detector():
-    return LandmarkDetector(MODEL, backend="onnx", detector="retinaface")
+    return LandmarkDetector(PYTHON_MODEL, backend="onnx", detector="retinaface")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,9 +69,9 @@ def onnx_detector():
 
 def test_committed_spec_is_what_python_writes():
     committed = WEIGHTS_DIR / f"{MODEL}.json"
-    assert committed.is_file(), "run: kdlandmarks web --write-spec kd-student-300w-lite"
+    assert committed.is_file(), "run: kdlandmarks web --write-spec kd-student-300w-lite:fp32"
     assert modelspec.read_model_spec(committed) == modelspec.onnx_model_spec(WEIGHTS_DIR / f"{MODEL}.onnx"), \
-        "the committed description is stale: kdlandmarks web --write-spec kd-student-300w-lite"
+        "the committed description is stale: kdlandmarks web --write-spec kd-student-300w-lite:fp32"
 
 
 def test_spec_is_what_python_uses(onnx_detector):
@@ -84,13 +95,14 @@ def test_spec_is_what_python_uses(onnx_detector):
     assert d["detect_max_side"] == onnx_detector.detect_max_side
     assert [i.name for i in det.session.get_inputs()] == [d["input"]]
     assert [o.name for o in det.session.get_outputs()] == d["outputs"]
-    # predict's smoother.
-    params = LandmarkSmoother().params
+    # The video defaults: LandmarkTracker's smoothing and tracking, and the calibration of its crops.
     s = spec["smoothing"]
-    assert (s["min_cutoff"], s["beta"], s["d_cutoff"], s["fps"]) == \
-        (params["min_cutoff"], params["beta"], params["d_cutoff"], params["freq"])
-    tracker = LandmarkSmoother().tracker
-    assert (s["iou_threshold"], s["max_missed"]) == (tracker.iou_threshold, tracker.max_missed)
+    assert (s["min_cutoff"], s["beta"], s["d_cutoff"], s["fps"]) == (
+        DEFAULT_SMOOTHING.min_cutoff, DEFAULT_SMOOTHING.beta, DEFAULT_SMOOTHING.d_cutoff, DEFAULT_FPS)
+    t = spec["tracking"]
+    assert {k: t[k] for k in asdict(DEFAULT_TRACKING)} == asdict(DEFAULT_TRACKING)
+    assert t["box_source"] == TRACK_BOX_SOURCE and TRACK_BOX_SOURCE in spec["box_calibrations"]
+    assert t["edge_reach"] == EDGE_REACH
     # The network input: RGB in [0, 1].
     crop = np.arange(128 * 128 * 3, dtype=np.uint8).reshape(128, 128, 3)
     x = (crop.astype(np.float32) * np.float32(spec["input"]["scale"]) - np.float32(0)) / np.float32(1)
@@ -132,7 +144,7 @@ def test_export_writes_the_spec_beside_the_onnx_file(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 
 def test_web_server_serves_the_page_with_its_types(tmp_path):
-    from kdlandmarks.apps.web import find_web_dir, serve_in_thread
+    from kdlandmarks.apps.web import ISOLATION_HEADERS, find_web_dir, serve_in_thread
 
     with pytest.raises(ConfigError, match="npm ci && npm run build"):
         find_web_dir(tmp_path)
@@ -143,19 +155,91 @@ def test_web_server_serves_the_page_with_its_types(tmp_path):
     server, url = serve_in_thread(tmp_path)
     try:
         types = {}
-        for name in ("", "app.js", "ort-wasm-simd-threaded.wasm", "models/m.onnx", "models/m.json"):
+        for name in ("", "app.js", "ort-wasm-simd-threaded.wasm", "models/m.onnx", "models/m.json",
+                     f"models/{MODEL}.onnx"):
             with urllib.request.urlopen(url + name, timeout=10) as r:
                 types[name] = r.headers["Content-Type"]
+                # onnxruntime-web's threads need SharedArrayBuffer: a cross-origin-isolated page
+                assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+                assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+                assert {k: r.headers[k] for k in ISOLATION_HEADERS} == ISOLATION_HEADERS
+                body = r.read()
+            if name == f"models/{MODEL}.onnx":  # not in the page's folder: the package's weights
+                assert body == (WEIGHTS_DIR / f"{MODEL}.onnx").read_bytes()
         assert types[""].startswith("text/html")
         assert types["app.js"].startswith("text/javascript")
         assert types["ort-wasm-simd-threaded.wasm"] == "application/wasm"
         assert types["models/m.onnx"] == "application/octet-stream"
         assert types["models/m.json"].startswith("application/json")
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(url + "nothing.js", timeout=10)
+        for missing_file in ("nothing.js", f"models/{MODEL}.pt", "models/../models/none.onnx", "weights/x.onnx"):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(url + missing_file, timeout=10)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def http_get(url: str) -> tuple[Any, bytes]:
+    """The response's headers (names case-insensitive) and body."""
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.headers, r.read()
+
+
+@pytest.mark.slow
+def test_web_from_a_wheel_in_a_fresh_venv(tmp_path):
+    """`kdlandmarks web` from a regular install: a wheel of the tree (built page included), installed in a
+    fresh venv, serves the page, its runtime and the model with the headers the page needs."""
+    from kdlandmarks.apps.web import PAGE_DIR
+
+    if not (PAGE_DIR / "index.html").is_file():
+        missing(f"the web page is not built ({PAGE_DIR}: cd web && npm ci && npm run build)")
+    # A copy of the package's sources, so that the build leaves nothing in the repository.
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copyfile(ROOT / name, pkg / name)
+    shutil.copytree(ROOT / "src", pkg / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "wheel"), str(pkg)], check=True, timeout=600, env=env,
+                   capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("kdlandmarks-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    page = {f"kdlandmarks/apps/webpage/{p.relative_to(PAGE_DIR).as_posix()}" for p in PAGE_DIR.rglob("*")
+            if p.is_file()}
+    assert page <= names, sorted(page - names)
+    # The venv sees this interpreter's packages (numpy, onnxruntime...) but imports kdlandmarks from the wheel.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True,
+                   timeout=300, env=env, capture_output=True)
+    server = subprocess.Popen([str(python), "-m", "kdlandmarks", "web", "--port", "0"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert " at http://" in line, line + server.stderr.read()
+        served_from = Path(line.split("serving ", 1)[1].split(" at ", 1)[0])
+        assert venv in served_from.parents and ROOT not in served_from.parents, line
+        url = line.split(" at ", 1)[1].split()[0]
+        headers, body = http_get(url)
+        assert headers["Content-Type"].startswith("text/html") and b'id="sample"' in body
+        for name in ("app.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+                     f"models/{MODEL}.json", f"models/{MODEL}.onnx", "models/retinaface_mnet025.onnx"):
+            headers, body = http_get(url + name)
+            assert headers["Cross-Origin-Opener-Policy"] == "same-origin", name
+            assert headers["Cross-Origin-Embedder-Policy"] == "require-corp", name
+            if name.startswith("models/"):
+                assert body == (WEIGHTS_DIR / name.split("/")[1]).read_bytes(), name
+            else:
+                assert body == (PAGE_DIR / name).read_bytes(), name
+        assert http_get(url + "ort-wasm-simd-threaded.wasm")[0]["Content-Type"] == "application/wasm"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
+        server.stderr.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,6 +291,54 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 30, size=(640, 480)) 
     return path
 
 
+TRACK_DETECT_EVERY = 5  # the tracking check's detector period (the default, 30, is longer than its clip)
+
+
+def tracking_frames(detector: LandmarkDetector, out: Path) -> tuple[list, Path]:
+    """A clip of two faces (cut from two bundled photos) on a 640x360 frame: one moving right all along,
+    one that appears, still, at frame 7. The frames with their times, and the page's job: a JSON
+    {"tracking": overrides, "frames": [{"image": PNG path, "t"}, ...]}."""
+    patches = []
+    for photo in PHOTOS[:2]:
+        image = read_image(photo)
+        box = detector.detect(image)[0].box
+        patches.append(CropTransform.from_square((box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
+                                                 1.8 * max(box[2] - box[0], box[3] - box[1]), 160).warp(image))
+    out.mkdir()
+    frames, job = [], []
+    for k in range(20):
+        frame = np.full((360, 640, 3), 96, np.uint8)
+        frame[90:250, 40 + 10 * k:200 + 10 * k] = patches[0]
+        if k >= 7:
+            frame[120:280, 420:580] = patches[1]
+        path = out / f"{k:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        frames.append((frame, k / 30))
+        job.append({"image": str(path), "t": k / 30})
+    (out / "job.json").write_text(json.dumps({"tracking": {"detect_every": TRACK_DETECT_EVERY}, "frames": job}))
+    return frames, out / "job.json"
+
+
+def check_tracking(page: dict, frames: list, detector: LandmarkDetector) -> None:
+    """The page's tracking of `frames` (window.kdl.trackBlobs) is tracking.LandmarkTracker's: the same
+    frames with a detection, the same track ids, the same points and boxes within MAX_DIFF_PX."""
+    tracker = LandmarkTracker(detector, tracking=replace(DEFAULT_TRACKING, detect_every=TRACK_DETECT_EVERY))
+    assert len(page["frames"]) == len(frames)
+    for k, ((image, t), got) in enumerate(zip(frames, page["frames"])):
+        before = tracker.detections
+        faces = tracker.update(image, t)
+        assert got["detected"] == (tracker.detections > before), k
+        assert [f["track"] for f in got["faces"]] == [f.track for f in faces], k
+        for mine, want in zip(got["faces"], faces):
+            assert np.abs(np.array(mine["landmarks"]) - want.landmarks).max() < MAX_DIFF_PX, k
+            assert np.abs(np.array(mine["box"]) - want.box).max() < MAX_DIFF_PX, k
+    assert page["detections"] == tracker.detections
+    # What happened: the moving face tracked between detections, the new face found by the next one.
+    tracks = [sorted(f["track"] for f in frame["faces"]) for frame in page["frames"]]
+    assert tracks[:7] == [[0]] * 7 and tracks[-1] == [0, 1], tracks
+    assert page["detections"] <= len(frames) // 2, page["detections"]
+
+
 def node_or_skip() -> str:
     node = shutil.which("node")
     if node is None:
@@ -230,11 +362,11 @@ def _ipp(on: bool) -> bool:
 
 def test_page_crops_are_opencvs(tmp_path, onnx_detector):
     node_or_skip()
-    from kdlandmarks.data.datasets.record import read_image
 
     rng = np.random.default_rng(0)
     size = onnx_detector.input_size
-    images, job = [], {"size": size, "images": []}
+    spec = modelspec.read_model_spec(WEIGHTS_DIR / f"{MODEL}.json")
+    images, job = [], {"size": size, "area_grid_tolerance": spec["crop"]["area_grid_tolerance"], "images": []}
     for k, photo in enumerate(PHOTOS[:4]):
         image = read_image(photo)
         if k == 0:
@@ -270,33 +402,30 @@ def test_page_crops_are_opencvs(tmp_path, onnx_detector):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
-def test_page_smoothing_is_predicts(tmp_path):
+def test_page_smoothing_is_pythons(tmp_path):
+    """The page's FaceFilter (One-Euro on landmarks and box, face-size units) is video.FaceFilter."""
     node_or_skip()
     spec = modelspec.read_model_spec(WEIGHTS_DIR / f"{MODEL}.json")
     rng = np.random.default_rng(1)
-    base = [np.array([40.0, 50.0, 140.0, 160.0]), np.array([300.0, 60.0, 380.0, 150.0])]
-    shapes = [rng.uniform(0, 1, (68, 2)) for _ in base]
+    box, shape = np.array([40.0, 50.0, 140.0, 160.0]), rng.uniform(0, 1, (68, 2))
     frames, t = [], 0.0
     for i in range(40):
-        faces = []
-        for j, (box, shape) in enumerate(zip(base, shapes)):
-            if j == 1 and 15 <= i < 20:
-                continue  # the second face is missed for a few frames
-            b = box + np.array([1, 0, 1, 0]) * 2.0 * i + rng.normal(0, 1.5, 4)
-            faces.append({"box": b.tolist(), "landmarks": (b[:2] + shape * (b[2:] - b[:2])
-                                                           + rng.normal(0, 1.0, (68, 2))).tolist()})
-        t += 1 / 30 + rng.uniform(0, 0.01)
-        frames.append({"t": t, "faces": faces})
+        b = box + np.array([1, 0, 1, 0]) * (2.0 * i if i < 20 else 40.0 - 5.0 * (i - 20)) + rng.normal(0, 1.5, 4)
+        t += 1 / 30 + rng.uniform(0, 0.01) if i != 25 else 0.0  # one repeated timestamp: the default frame time
+        frames.append({"t": t, "box": b.tolist(),
+                       "landmarks": (b[:2] + shape * (b[2:] - b[:2]) + rng.normal(0, 1.0, (68, 2))).tolist()})
     got = json.loads(run_node("parity.mjs", {"smoothing": spec["smoothing"], "frames": frames}, tmp_path,
                               "smooth").read_text())
-    smoother = LandmarkSmoother()
-    for frame, page in zip(frames, got):
-        faces = [Face(np.array(f["box"]), 1.0, np.array(f["landmarks"])) for f in frame["faces"]]
-        want = smoother.update(faces, frame["t"])
-        assert [tid for tid, _ in want] == [p["track"] for p in page]
-        for (_, face), p in zip(want, page):
-            np.testing.assert_allclose(p["landmarks"], face.landmarks, atol=1e-9)
-            np.testing.assert_allclose(p["box"], face.box, atol=1e-9)
+    smoothing = SmoothingOptions(spec["smoothing"]["min_cutoff"], spec["smoothing"]["beta"],
+                                 spec["smoothing"]["d_cutoff"])
+    python = FaceFilter(smoothing, spec["smoothing"]["fps"])
+    moved = 0.0
+    for frame, page in zip(frames, got, strict=True):
+        want = python(Face(np.array(frame["box"]), 1.0, np.array(frame["landmarks"])), frame["t"])
+        np.testing.assert_allclose(page["landmarks"], want.landmarks, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(page["box"], want.box, rtol=0, atol=1e-9)
+        moved = max(moved, float(np.abs(want.landmarks - np.array(frame["landmarks"])).max()))
+    assert moved > 1.0  # the filter did smooth
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,7 +434,6 @@ def test_page_smoothing_is_predicts(tmp_path):
 
 @pytest.mark.browser
 def test_page_in_chromium_matches_python(tmp_path, onnx_detector):
-    from kdlandmarks.data.datasets.record import read_image
     from kdlandmarks.apps.web import serve_in_thread
 
     node = node_or_skip()
@@ -322,10 +450,13 @@ def test_page_in_chromium_matches_python(tmp_path, onnx_detector):
     keep = Path(os.environ.get("KDLANDMARKS_WEB_RESULTS") or out).resolve()
     keep.mkdir(parents=True, exist_ok=True)
     video = write_y4m(tmp_path / "face.y4m", read_image(PHOTOS[0]))
-    server, url = serve_in_thread(WEB / "dist")
+    tracked_frames, track_job = tracking_frames(onnx_detector, tmp_path / "track")
+    spec_smoothing = modelspec.read_model_spec(WEIGHTS_DIR / f"{MODEL}.json")["smoothing"]
+    server, url = serve_in_thread()  # the page `npm run build` wrote into the package
     try:
         proc = subprocess.run([node, str(WEB / "tests" / "browser.mjs"), "--url", url, "--out", str(out),
-                               "--chromium", CHROMIUM, "--fake-video", str(video), *map(str, PHOTOS)],
+                               "--chromium", CHROMIUM, "--fake-video", str(video), "--track", str(track_job),
+                               *map(str, PHOTOS)],
                               cwd=WEB, timeout=900, capture_output=True, text=True)
     finally:
         server.shutdown()
@@ -349,18 +480,24 @@ def test_page_in_chromium_matches_python(tmp_path, onnx_detector):
     assert result["via_file_input"] == first  # the page's file input gives the same points
     assert result["via_drop"] == result["images"][PHOTOS[1].name]["faces"]  # and a photo dropped on it
     assert result["offline"] == {"state": "ready", "same_points": True}
-    # Webcam mode (Chromium's fake camera playing a moving face): the page's smoothed points are
-    # video.LandmarkSmoother's on the page's raw points at the page's timestamps.
+    assert result["runtime"]["isolated"] is True  # served with COOP/COEP: threads available
+    # Webcam mode (Chromium's fake camera playing a moving face): the page tracks (the detector runs on few
+    # frames), and its smoothed points are video.FaceFilter's, per track, on its raw points at its timestamps.
     frames = result["webcam"]["log"]
     assert sum(1 for f in frames if f["raw"]) >= 20 and all(f["smooth"] for f in frames)
-    smoother = LandmarkSmoother()
+    assert 1 <= sum(f["detected"] for f in frames) < len(frames) / 2
+    smoothing = SmoothingOptions(**{k: spec_smoothing[k] for k in ("min_cutoff", "beta", "d_cutoff")})
+    filters: dict[int, FaceFilter] = {}
     for f in frames:
-        raw = [Face(np.array(x["box"]), x["score"], np.array(x["landmarks"])) for x in f["raw"]]
-        want = smoother.update(raw, f["t"])
-        assert len(want) == len(f["shown"])
-        for (_, face), shown in zip(want, f["shown"]):
-            np.testing.assert_allclose(shown["landmarks"], face.landmarks, atol=1e-6)
-    webcam_ms = {k: float(np.median([f[k] for f in frames if f["raw"]])) for k in ("detectorMs", "landmarksMs")}
+        assert len(f["raw"]) == len(f["shown"]) == len(f["tracks"])
+        for track, raw, shown in zip(f["tracks"], f["raw"], f["shown"]):
+            face_filter = filters.setdefault(track, FaceFilter(smoothing, spec_smoothing["fps"]))
+            want = face_filter(Face(np.array(raw["box"]), raw["score"], np.array(raw["landmarks"])), f["t"])
+            np.testing.assert_allclose(shown["landmarks"], want.landmarks, atol=1e-6)
+    # The webcam's tracking on known frames (a face moving, another appearing) is LandmarkTracker's.
+    check_tracking(result["tracking"], tracked_frames, onnx_detector)
+    webcam_ms = {"detectorMs": float(np.median([f["detectorMs"] for f in frames if f["detected"]])),
+                 "landmarksMs": float(np.median([f["landmarksMs"] for f in frames if f["raw"]]))}
     native = python_timing(read_image(PHOTOS[0]), onnx_detector)
     timing = result["timing"]
     if keep != out:
@@ -368,7 +505,7 @@ def test_page_in_chromium_matches_python(tmp_path, onnx_detector):
     (keep / "parity.json").write_text(json.dumps({
         "max_point_diff_px": worst, "per_image_max_px": per_image, "faces": sum(len(v["faces"]) for v in
                                                                                 result["images"].values()),
-        "python": "LandmarkDetector('kd-student-300w-lite', backend='onnx', detector='retinaface')",
+        "python": f"LandmarkDetector({PYTHON_MODEL!r}, backend='onnx', detector='retinaface')",
         "browser": result["browser"], "timing": timing,
         "python_onnxruntime_1_thread_same_run": native,
         "webcam_640x480_median_ms": {"detector": webcam_ms["detectorMs"], "landmarks": webcam_ms["landmarksMs"],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["LandmarkDetector", "predict_paths", "__version__"]
+__all__ = ["LandmarkDetector", "LandmarkTracker", "predict_paths", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,6 +12,10 @@ def __getattr__(name: str):
         from kdlandmarks.inference.detector import LandmarkDetector
 
         return LandmarkDetector
+    if name == "LandmarkTracker":
+        from kdlandmarks.inference.tracking import LandmarkTracker
+
+        return LandmarkTracker
     if name == "predict_paths":
         from kdlandmarks.apps.predict import predict_paths
 

@@ -1,8 +1,30 @@
 """Exception types: every user-facing failure is one of these, so the CLI can print one line and exit non-zero."""
 
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+
 class KDLandmarksError(Exception):
-    """Base class of all errors the CLI reports as a one-line message."""
+    """Base class of all errors the CLI reports as a one-line message.
+
+    A message speaks the library's terms. Where it names an argument of the function that was called, it
+    writes it as `{name}` and lists the name in `parameters`: str() shows the Python name (`input_size`),
+    and a front end shows its own name for it (`worded`: the CLI's `--size`).
+    """
+
+    def __init__(self, message: str = "", *, parameters: Iterable[str] = ()) -> None:
+        self.template = message
+        self.parameters = tuple(parameters)
+        super().__init__(self.worded(str))
+
+    def worded(self, name_of: Callable[[str], str]) -> str:
+        """The message with each parameter written as `name_of(parameter)`."""
+        text = self.template
+        for name in self.parameters:
+            text = text.replace("{" + name + "}", name_of(name))
+        return text
 
 
 class DataError(KDLandmarksError):

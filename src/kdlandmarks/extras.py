@@ -13,7 +13,9 @@ from typing import Iterable
 
 from kdlandmarks.errors import MissingExtraError
 
-TRAIN_INSTALL = "pip install 'kdlandmarks[train]'"
+# the name kdlandmarks is not on the package index yet: the extra installs from a clone (whose checkout also
+# holds the shipped teachers)
+TRAIN_INSTALL = "pip install -e '.[train]' in a clone of the repository"
 # Top-level modules that only the train extra installs.
 TRAIN_MODULES = ("torch", "torchvision", "timm", "lightning", "onnx", "onnxscript", "scipy", "matplotlib")
 

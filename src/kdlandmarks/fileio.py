@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "output_folder",
-           "terminate_raises", "remove_stale_temps"]
+           "check_writable", "terminate_raises", "remove_stale_temps"]
 
 # `.<name>.<pid>-<8 hex>.tmp<suffix>`, plus anything a writer derives from it (`....tmp.onnx.pre.onnx`);
 # the older form had no pid.
@@ -112,11 +112,12 @@ def _create_temp(target: Path) -> Path:
     raise FileExistsError(f"{target}: no free temporary name beside it")
 
 
-def output_folder(path: str | Path, option: str = "--out", create: bool = True) -> Path:
+def output_folder(path: str | Path, option: str = "out", create: bool = True) -> Path:
     """Check (and with `create`, make) the output folder `path`; DataError when it cannot be one.
 
-    A file in the way is named ("--out must be a folder"), as is a folder that is not writable; with
-    create=False nothing is made, so a command can check its --out before it starts its work.
+    `option` is the caller's parameter that gave `path` (its errors name it). A file in the way is named
+    ("out must be a folder"), as is a folder that is not writable; with create=False nothing is made, so a
+    command can check its output folder before it starts its work.
     """
     from kdlandmarks.errors import DataError
 
@@ -124,14 +125,23 @@ def output_folder(path: str | Path, option: str = "--out", create: bool = True) 
     existing = next((p for p in [path, *path.parents] if p.exists()), None)
     if existing is not None and not existing.is_dir():
         where = "it is a file" if existing == path else f"{existing} is a file"
-        raise DataError(f"{option} {path}: {option} must be a folder, and {where}")
+        raise DataError(f"{{{option}}} {path}: {{{option}}} must be a folder, and {where}", parameters=(option,))
     if create:
         path.mkdir(parents=True, exist_ok=True)
         existing = path
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         which = "this folder" if existing == path else f"folder {existing}"
-        raise DataError(f"{option} {path}: {which} is not writable")
+        raise DataError(f"{{{option}}} {path}: {which} is not writable", parameters=(option,))
     return path
+
+
+def check_writable(target: str | Path) -> Path:
+    """Fail now, as an atomic write of `target` would (OSError naming the folder), before any long work:
+    the folder is created if needed, and a temporary file is made beside `target` and removed at once."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _create_temp(target).unlink()
+    return target
 
 
 @contextmanager

@@ -1,16 +1,19 @@
-// kdlandmarks in the browser: RetinaFace + the lite KD student on onnxruntime-web (wasm, one thread), on the
-// webcam or on a photo. The pipeline is web/src/pipeline.js, parameterised by the model's runtime description
+// kdlandmarks in the browser: RetinaFace + the lite KD student on onnxruntime-web (wasm SIMD; several threads
+// when the page is cross-origin isolated, as `kdlandmarks web` serves it), on the webcam or on a photo. The
+// pipeline is web/src/pipeline.js, parameterised by the model's runtime description
 // (models/<model>.json, written by kdlandmarks.modelspec), so the points are those of the Python package.
 //
-// Test hooks: window.kdl.ready (a Promise), window.kdl.runUrl(url, {repeats}), window.kdl.runBlob(blob, {repeats})
-// and window.kdl.last (the last result: faces with box, score and 68 [x, y] landmarks in image pixels, pixel
-// centres at integers; timings) and, on the webcam, window.kdl.video (frames processed; a log of the first
-// frames' timestamps, raw and shown (smoothed) faces).
+// Test hooks: window.kdl.ready (a Promise), window.kdl.runUrl(url, {repeats}), window.kdl.runBlob(blob, {repeats}),
+// window.kdl.trackBlobs(blobs, times, tracking) (the webcam's tracking on given frames),
+// window.kdl.runtime ({threads, simd, isolated}: what onnxruntime-web runs on; URL ?threads=N asks for N,
+// 1 for one thread) and window.kdl.last (the last result: faces with box, score and 68 [x, y] landmarks in image pixels, pixel
+// centres at integers; timings) and, on the webcam, window.kdl.video (frames processed, frames the detector
+// ran on; a log of the first frames' timestamps, track ids, raw and shown (smoothed) faces).
 // The canvas also carries the last result's landmarks as JSON in data-landmarks.
 import * as ort from "onnxruntime-web/wasm";
 import {
   calibratedSquare, cropMatrix, cropsToTensor, decodeLandmarks, decodeRetinaface, detectionImage, detectorInput,
-  detectorTensor, LandmarkSmoother, rgbaToRgb, toImage, unshrinkDetection, warpCrop,
+  detectorTensor, LandmarkTracker, rgbaToRgb, toImage, unshrinkDetection, warpCrop,
 } from "./pipeline.js";
 
 /* global __MODEL_SPEC__, __SAMPLE__ */
@@ -25,7 +28,7 @@ const video = document.createElement("video");
 video.playsInline = true;
 video.muted = true;
 
-const state = { spec: null, detector: null, landmarker: null, stream: null, smoother: null, busy: false };
+const state = { spec: null, detector: null, landmarker: null, stream: null, tracker: null, busy: false };
 
 function setStatus(text, kind = "") {
   $("status").textContent = text;
@@ -34,10 +37,22 @@ function setStatus(text, kind = "") {
 
 function now() { return performance.now(); }
 
-async function loadModels() {
-  ort.env.wasm.numThreads = 1; // single-threaded wasm: no cross-origin isolation (COOP/COEP) needed
+// Threads need SharedArrayBuffer, which only a cross-origin-isolated page has (COOP: same-origin and
+// COEP: require-corp, the headers `kdlandmarks web` sends); elsewhere onnxruntime-web runs one thread.
+function configureWasm() {
+  const asked = Number(new URLSearchParams(location.search).get("threads"));
+  const isolated = Boolean(globalThis.crossOriginIsolated);
+  if (!isolated) ort.env.wasm.numThreads = 1;
+  else if (Number.isInteger(asked) && asked > 0) ort.env.wasm.numThreads = asked;
+  // else: onnxruntime-web's default, min(4, half the logical cores)
+  ort.env.wasm.simd = true;
   ort.env.wasm.proxy = false;
-  ort.env.wasm.wasmPaths = { wasm: new URL("ort-wasm-simd-threaded.wasm", document.baseURI).href };
+  ort.env.wasm.wasmPaths = new URL("./", document.baseURI).href; // ort-wasm-simd-threaded.{mjs,wasm}
+  return isolated;
+}
+
+async function loadModels() {
+  const isolated = configureWasm();
   const spec = await (await fetch(SPEC_URL)).json();
   if (spec.format !== "kdlandmarks-runtime/1") throw new Error(`${SPEC_URL}: unknown format ${spec.format}`);
   const base = new URL(".", new URL(SPEC_URL, document.baseURI));
@@ -47,50 +62,62 @@ async function loadModels() {
     ort.InferenceSession.create(new URL(spec.model.file, base).href, options),
   ]);
   Object.assign(state, { spec, detector, landmarker });
-  state.smoother = new LandmarkSmoother(spec.smoothing);
+  new LandmarkTracker(spec, networks); // checks the description's tracking and smoothing settings now
+  const threads = ort.env.wasm.numThreads || 1;
+  window.kdl.runtime = { threads, simd: true, isolated };
   $("model").textContent = `${spec.model.file.replace(/\.onnx$/, "")} (${spec.model.arch}, ${spec.model.num_points} points, `
-    + `${spec.model.input_size} px) · ${spec.detector.name} · onnxruntime-web ${ort.env.versions.web} wasm, 1 thread`;
+    + `${spec.model.input_size} px) · ${spec.detector.name} · onnxruntime-web ${ort.env.versions.web} wasm SIMD, `
+    + `${threads} thread${threads === 1 ? "" : "s"}`;
 }
 
-// Faces and landmarks of an RGBA frame; timings in ms (detector: shrink + network + decoding; landmarks:
-// crops + network + decoding, all faces).
-async function analyse(rgba, width, height) {
-  const { spec } = state;
-  const det = spec.detector;
-  const t0 = now();
-  const image = rgbaToRgb(rgba, width, height);
-  const t1 = now();
+// The face detector on an RGB image: [{box, score}] in its pixels (LandmarkDetector._detect_faces).
+async function detectFaces(image) {
+  const det = state.spec.detector;
   const shrunk = detectionImage(image, det);
   const input = detectorInput(shrunk.image, det);
   const tensor = new ort.Tensor("float32", detectorTensor(input.image, det), [1, 3, input.image.height, input.image.width]);
   const out = await state.detector.run({ [det.input]: tensor });
   const [loc, conf, landm] = det.outputs.map((name) => out[name].data);
-  let dets = decodeRetinaface(loc, conf, landm, input.image.width, input.image.height, input.scale,
+  const dets = decodeRetinaface(loc, conf, landm, input.image.width, input.image.height, input.scale,
     shrunk.image.width, shrunk.image.height, det);
-  if (shrunk.shrunk) dets = dets.map((d) => unshrinkDetection(d, shrunk.sx, shrunk.sy));
-  const t2 = now();
+  return shrunk.shrunk ? dets.map((d) => unshrinkDetection(d, shrunk.sx, shrunk.sy)) : dets;
+}
+
+// The landmarks (image pixels) of the crops of an RGB image given by their matrices, in one network call;
+// `timing` (optional) gets the crop and network ms.
+async function landmarksOf(image, matrices, timing = {}) {
+  const { spec } = state;
   const size = spec.model.input_size;
-  const cal = spec.box_calibrations[det.name] || { dx: 0, dy: 0, scale: 1 };
-  const matrices = dets.map((d) => cropMatrix(...calibratedSquare(d.box, cal), size));
-  const faces = [];
-  let tc = t2, tn = t2;
-  if (dets.length) {
-    const crops = matrices.map((m) => warpCrop(image, m, size));
-    const x = new ort.Tensor("float32", cropsToTensor(crops, size, spec.input), [crops.length, 3, size, size]);
-    tc = now();
-    const y = (await state.landmarker.run({ [spec.model.input]: x }))[spec.model.output].data;
-    tn = now();
-    const n = spec.model.num_points;
-    dets.forEach((d, i) => {
-      const pts = decodeLandmarks(y, i * 2 * n, n, size, spec.codec.space);
-      faces.push({ box: d.box, score: d.score, landmarks: toImage(matrices[i], pts) });
-    });
-  }
+  if (!matrices.length) return [];
+  const t0 = now();
+  const crops = matrices.map((m) => warpCrop(image, m, size, spec.crop.area_grid_tolerance));
+  const x = new ort.Tensor("float32", cropsToTensor(crops, size, spec.input), [crops.length, 3, size, size]);
+  const t1 = now();
+  const y = (await state.landmarker.run({ [spec.model.input]: x }))[spec.model.output].data;
+  timing.cropMs = t1 - t0;
+  timing.networkMs = now() - t1;
+  const n = spec.model.num_points;
+  return matrices.map((m, i) => toImage(m, decodeLandmarks(y, i * 2 * n, n, size, spec.codec.space)));
+}
+
+const networks = { detect: detectFaces, landmarks: landmarksOf };
+
+// Faces and landmarks of an RGBA photo; timings in ms (detector: shrink + network + decoding; landmarks:
+// crops + network + decoding, all faces).
+async function analyse(rgba, width, height) {
+  const { spec } = state;
+  const t0 = now();
+  const image = rgbaToRgb(rgba, width, height);
+  const t1 = now();
+  const dets = await detectFaces(image);
+  const t2 = now();
+  const cal = spec.box_calibrations[spec.detector.name] || { dx: 0, dy: 0, scale: 1 };
+  const matrices = dets.map((d) => cropMatrix(...calibratedSquare(d.box, cal), spec.model.input_size));
+  const timing = { cropMs: 0, networkMs: 0 };
+  const points = await landmarksOf(image, matrices, timing);
+  const faces = dets.map((d, i) => ({ box: d.box, score: d.score, landmarks: points[i] }));
   const t3 = now();
-  return {
-    width, height, faces, detectorMs: t2 - t1, landmarksMs: t3 - t2, convertMs: t1 - t0,
-    cropMs: tc - t2, networkMs: tn - tc,
-  };
+  return { width, height, faces, detectorMs: t2 - t1, landmarksMs: t3 - t2, convertMs: t1 - t0, ...timing };
 }
 
 function draw(source, faces, width, height) {
@@ -187,39 +214,43 @@ async function startWebcam() {
   }
   video.srcObject = state.stream;
   await video.play();
-  state.smoother = new LandmarkSmoother(state.spec.smoothing);
-  window.kdl.video = { frames: 0, log: [] }; // the first VIDEO_LOG frames: time, raw and shown faces
+  // Tracking as the Python package's LandmarkTracker: the detector runs only to find new or lost faces.
+  state.tracker = new LandmarkTracker(state.spec, networks);
+  window.kdl.video = { frames: 0, detections: 0, log: [] }; // the first VIDEO_LOG frames: time, raw and shown faces
   canvas.classList.add("mirror");
   $("webcam").textContent = "Stop webcam";
   setStatus("");
   const frame = document.createElement("canvas");
   const fctx = frame.getContext("2d", { willReadFrequently: true });
-  let last = now(), fps = 0;
+  let last = now(), fps = 0, detectorMs = null;
   const loop = async () => {
     if (!state.stream) return;
     const w = video.videoWidth, h = video.videoHeight;
     if (w && h && !state.busy) {
       state.busy = true;
       try {
-        if (frame.width !== w || frame.height !== h) { frame.width = w; frame.height = h; }
+        if (frame.width !== w || frame.height !== h) { frame.width = w; frame.height = h; state.tracker.reset(); }
         fctx.drawImage(video, 0, 0, w, h);
         const t = now() / 1000;
-        const result = await analyse(fctx.getImageData(0, 0, w, h).data, w, h);
-        let faces = result.faces;
-        const smooth = $("smooth").checked;
-        if (smooth) faces = state.smoother.update(faces, t).map((s) => s.face);
-        else state.smoother = new LandmarkSmoother(state.spec.smoothing); // start fresh when switched back on
+        const image = rgbaToRgb(fctx.getImageData(0, 0, w, h).data, w, h);
+        const result = await state.tracker.update(image, t);
+        const smooth = $("smooth").checked; // the tracker always filters; the switch picks what is drawn
+        const faces = result.faces.map((f) => (smooth ? f.face : f.raw));
         draw(frame, faces, w, h);
         const v = window.kdl.video;
         v.frames += 1;
+        v.detections = state.tracker.detections;
         if (v.log.length < VIDEO_LOG) {
-          v.log.push({ t, smooth, raw: result.faces, shown: faces, detectorMs: result.detectorMs, landmarksMs: result.landmarksMs });
+          v.log.push({ t, smooth, detected: result.detected, tracks: result.faces.map((f) => f.track),
+            raw: result.faces.map((f) => f.raw), shown: faces, detectorMs: result.detectorMs, landmarksMs: result.landmarksMs });
         }
+        if (result.detected) detectorMs = result.detectorMs;
         const tn = now();
         fps = 0.9 * fps + 0.1 * (1000 / Math.max(tn - last, 1));
         last = tn;
-        showStats(result, ` · ${fps.toFixed(0)} fps`);
-        publish({ ...result, faces });
+        showStats({ faces, detectorMs: detectorMs ?? 0, landmarksMs: result.landmarksMs },
+          ` · ${fps.toFixed(0)} fps · detector on ${v.detections} of ${v.frames} frames`);
+        publish({ width: w, height: h, faces, detectorMs: result.detectorMs, landmarksMs: result.landmarksMs });
       } finally {
         state.busy = false;
       }
@@ -227,6 +258,22 @@ async function startWebcam() {
     requestAnimationFrame(loop);
   };
   requestAnimationFrame(loop);
+}
+
+// The webcam's tracking on given frames (image blobs at times `times`, seconds), with a fresh tracker
+// (`tracking`: settings that replace the description's): for each frame, its faces (track id, smoothed box,
+// score and landmarks) and whether the detector ran.
+async function trackBlobs(blobs, times, tracking = {}) {
+  await window.kdl.ready;
+  const tracker = new LandmarkTracker({ ...state.spec, tracking: { ...state.spec.tracking, ...tracking } }, networks);
+  const frames = [];
+  for (const [k, blob] of blobs.entries()) {
+    const bitmap = await bitmapOf(blob);
+    const image = rgbaToRgb(pixelsOf(bitmap), bitmap.width, bitmap.height);
+    const r = await tracker.update(image, times[k]);
+    frames.push({ detected: r.detected, faces: r.faces.map((f) => ({ track: f.track, ...f.face })) });
+  }
+  return { frames, detections: tracker.detections };
 }
 
 function stopWebcam() {
@@ -275,7 +322,7 @@ async function registerOffline() {
   }
 }
 
-window.kdl = { runUrl, runBlob, last: null };
+window.kdl = { runUrl, runBlob, trackBlobs, last: null };
 window.kdl.ready = (async () => {
   wire();
   setStatus("loading models…");
@@ -287,6 +334,6 @@ window.kdl.ready = (async () => {
   }
   window.kdl.spec = state.spec;
   document.body.dataset.state = "ready";
-  setStatus("ready: start the webcam, or choose or drop a photo");
+  setStatus("ready: press Sample photo to see it on a bundled photo, start the webcam, or choose or drop a photo");
   registerOffline();
 })();

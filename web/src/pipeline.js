@@ -5,7 +5,8 @@
 //   - resizes: OpenCV's INTER_AREA (cv2.resize), the general path and the 2x2 fast path;
 //   - crops: crop.CropTransform (pixel centres, area pre-shrink, bilinear, replicated border);
 //   - RetinaFace: detection.RetinaFaceDetector (anchors, variances, NMS, thresholds, shrinking);
-//   - smoothing: video.LandmarkSmoother (One-Euro filter per track, IoU tracker).
+//   - video: tracking.LandmarkTracker (crops from the last landmarks, the detector only to find new or lost
+//     faces) and video.FaceFilter (One-Euro filter per track).
 
 // Python's round(): half to even (numpy.rint and OpenCV's cvRound do the same).
 export function roundHalfEven(x) {
@@ -49,53 +50,43 @@ function areaTab(ssize, dsize, scale) {
   return { di, si, alpha };
 }
 
-// cv2.resize(src, (dw, dh), interpolation=cv2.INTER_AREA) for a shrink (dw <= w, dh <= h), computed only on
-// the output window [x0, x1) x [y0, y1) (default: all of it), with OpenCV's float32 arithmetic. Returns
-// {data, width, height, x0, y0}: the window's pixels (its own width x height) and where it sits.
-export function resizeArea(img, dw, dh, win = null) {
+// cv2.resize(src, (dw, dh), interpolation=cv2.INTER_AREA) for a shrink (dw <= w, dh <= h), with OpenCV's
+// float32 arithmetic; `scale` [sx, sy]: source pixels per output pixel when not w / dw and h / dh (cv2.resize
+// with fx = 1 / sx, fy = 1 / sy). Returns {data, width, height}.
+export function resizeArea(img, dw, dh, scale = null) {
   const { data: src, width: w, height: h } = img;
-  const x0 = win ? win.x0 : 0, y0 = win ? win.y0 : 0;
-  const x1 = win ? win.x1 : dw, y1 = win ? win.y1 : dh;
-  const ow = x1 - x0, oh = y1 - y0;
-  const out = new Uint8Array(Math.max(ow, 0) * Math.max(oh, 0) * 3);
-  if (ow <= 0 || oh <= 0) return { data: out, width: Math.max(ow, 0), height: Math.max(oh, 0), x0, y0 };
-  const scaleX = w / dw, scaleY = h / dh;
+  const out = new Uint8Array(dw * dh * 3);
+  const [scaleX, scaleY] = scale || [w / dw, h / dh];
   const ix = Math.round(scaleX), iy = Math.round(scaleY);
   if (Math.abs(scaleX - ix) < 2.220446049250313e-16 && Math.abs(scaleY - iy) < 2.220446049250313e-16) {
     // resizeAreaFast: integer factors; 2x2 runs OpenCV's SIMD kernel ((sum + 2) >> 2), others sum * (1/area).
     const area = ix * iy, inv = f32(1 / area);
-    for (let y = y0; y < y1; y++) {
-      for (let x = x0; x < x1; x++) {
+    for (let y = 0; y < dh; y++) {
+      for (let x = 0; x < dw; x++) {
         for (let c = 0; c < 3; c++) {
           let s = 0;
           for (let yy = 0; yy < iy; yy++) {
             const row = ((y * iy + yy) * w + x * ix) * 3 + c;
             for (let xx = 0; xx < ix; xx++) s += src[row + xx * 3];
           }
-          out[((y - y0) * ow + (x - x0)) * 3 + c] = (ix === 2 && iy === 2) ? (s + 2) >> 2 : sat8(f32(s * inv));
+          out[(y * dw + x) * 3 + c] = (ix === 2 && iy === 2) ? (s + 2) >> 2 : sat8(f32(s * inv));
         }
       }
     }
-    return { data: out, width: ow, height: oh, x0, y0 };
+    return { data: out, width: dw, height: dh };
   }
   // The general path: horizontal weights per source row, accumulated into output rows (float32).
   const xt = areaTab(w, dw, scaleX), yt = areaTab(h, dh, scaleY);
-  // Only the x-table entries of the window's columns.
-  let nk = 0;
-  for (let k = 0; k < xt.di.length; k++) nk += (xt.di[k] >= x0 && xt.di[k] < x1) ? 1 : 0;
-  const xs = new Int32Array(nk), xd = new Int32Array(nk), xa = new Float32Array(nk);
-  for (let k = 0, q = 0; k < xt.di.length; k++) {
-    if (xt.di[k] >= x0 && xt.di[k] < x1) { xd[q] = (xt.di[k] - x0) * 3; xs[q] = xt.si[k] * 3; xa[q++] = xt.alpha[k]; }
-  }
-  const buf = new Float32Array(ow * 3), sum = new Float32Array(ow * 3);
+  const nk = xt.di.length;
+  const xs = Int32Array.from(xt.si, (v) => v * 3), xd = Int32Array.from(xt.di, (v) => v * 3), xa = Float32Array.from(xt.alpha);
+  const buf = new Float32Array(dw * 3), sum = new Float32Array(dw * 3);
   let prev = -1;
   const flush = (dy) => {
-    const o = (dy - y0) * ow * 3;
-    for (let i = 0; i < ow * 3; i++) out[o + i] = sat8(sum[i]);
+    const o = dy * dw * 3;
+    for (let i = 0; i < dw * 3; i++) out[o + i] = sat8(sum[i]);
   };
   for (let j = 0; j < yt.di.length; j++) {
     const dy = yt.di[j];
-    if (dy < y0 || dy >= y1) continue;
     const beta = yt.alpha[j];
     const row = yt.si[j] * w * 3;
     buf.fill(0);
@@ -107,14 +98,14 @@ export function resizeArea(img, dw, dh, win = null) {
     }
     if (dy !== prev) {
       if (prev >= 0) flush(prev);
-      for (let i = 0; i < ow * 3; i++) sum[i] = f32(beta * buf[i]);
+      for (let i = 0; i < dw * 3; i++) sum[i] = f32(beta * buf[i]);
       prev = dy;
     } else {
-      for (let i = 0; i < ow * 3; i++) sum[i] = sum[i] + f32(beta * buf[i]);
+      for (let i = 0; i < dw * 3; i++) sum[i] = sum[i] + f32(beta * buf[i]);
     }
   }
   if (prev >= 0) flush(prev);
-  return { data: out, width: ow, height: oh, x0, y0 };
+  return { data: out, width: dw, height: dh };
 }
 
 // cv2.invertAffineTransform of [[a, b, c], [d, e, f]] as a flat array [a, b, c, d, e, f].
@@ -126,18 +117,17 @@ export function invertAffine(m) {
   return [A11, A12, -A11 * c - A12 * f, A21, A22, -A21 * c - A22 * f];
 }
 
-// cv2.warpAffine(src, m, (size, size), INTER_LINEAR, BORDER_REPLICATE) where `src` is a window of a
-// (fullW x fullH) image at (src.x0, src.y0) holding every pixel the warp reads. Output RGB uint8. The
+// cv2.warpAffine(src, m, (size, size), INTER_LINEAR, BORDER_REPLICATE) of an RGB image. Output RGB uint8. The
 // arithmetic is that of OpenCV's own kernel (warpAffineLinearInvoker_8UC3: float32 coordinates and
 // interpolation, fused multiply-adds in the vector loop, round half to even): bit-identical to cv2.warpAffine with
 // cv2.ipp.setUseIPP(False). OpenCV builds with Intel IPP (the opencv-python wheels) use IPP's warp instead,
 // which rounds ~0.3 % of the pixels the other way (by 1).
-function warpBilinear(src, fullW, fullH, m, size) {
+function warpBilinear(src, m, size) {
   const inv = invertAffine(m).map(f32);
   const out = new Uint8Array(size * size * 3);
-  const { data, width: ww, x0: ox, y0: oy } = src;
-  const cx = (x) => ((x < 0 ? 0 : x >= fullW ? fullW - 1 : x) - ox) * 3; // replicated border
-  const cy = (y) => ((y < 0 ? 0 : y >= fullH ? fullH - 1 : y) - oy) * ww * 3;
+  const { data, width, height } = src;
+  const cx = (x) => (x < 0 ? 0 : x >= width ? width - 1 : x) * 3; // replicated border
+  const cy = (y) => (y < 0 ? 0 : y >= height ? height - 1 : y) * width * 3;
   for (let v = 0; v < size; v++) {
     const mx = f32(f32(v * inv[1]) + inv[2]), my = f32(f32(v * inv[4]) + inv[5]); // per row: no fma
     for (let u = 0; u < size; u++) {
@@ -158,23 +148,31 @@ function warpBilinear(src, fullW, fullH, m, size) {
   return out;
 }
 
-// The window of a (w x h) image that a warp with forward map `m` (image -> size x size crop) reads.
-function sourceWindow(m, size, w, h) {
-  const inv = invertAffine(m);
-  let xmin = Infinity, ymin = Infinity, xmax = -Infinity, ymax = -Infinity;
-  for (const [u, v] of [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]) {
-    const X = inv[0] * u + inv[1] * v + inv[2], Y = inv[3] * u + inv[4] * v + inv[5];
-    xmin = Math.min(xmin, X); xmax = Math.max(xmax, X); ymin = Math.min(ymin, Y); ymax = Math.max(ymax, Y);
-  }
-  const clamp = (v, hi) => Math.min(Math.max(v, 0), hi);
-  return {
-    x0: clamp(Math.floor(xmin) - 1, w - 1), x1: clamp(Math.ceil(xmax) + 2, w - 1) + 1,
-    y0: clamp(Math.floor(ymin) - 1, h - 1), y1: clamp(Math.ceil(ymax) + 2, h - 1) + 1,
-  };
+// CropTransform._source_region: the pixel rectangle [x0, x1) x [y0, y1) of a w x h image that the crop of
+// matrix m reads, grown by `reach` image pixels each way and clipped to the image (never empty).
+function sourceRegion(m, size, w, h, reach) {
+  const edge = size - 0.5;
+  const corners = toImage(m, [[-0.5, -0.5], [edge, -0.5], [-0.5, edge], [edge, edge]]);
+  const lo = [0, 1].map((k) => Math.floor(Math.min(...corners.map((c) => c[k])) - reach));
+  const hi = [0, 1].map((k) => Math.ceil(Math.max(...corners.map((c) => c[k])) + reach) + 1);
+  const limit = [w, h];
+  const l = lo.map((v, k) => Math.min(Math.max(v, 0), limit[k] - 1));
+  const u = hi.map((v, k) => Math.min(Math.max(v, l[k] + 1), limit[k]));
+  return { x0: l[0], y0: l[1], x1: u[0], y1: u[1] };
 }
 
-function fullWindow(img) {
-  return { data: img.data, width: img.width, height: img.height, x0: 0, y0: 0 };
+// crop._on_area_grid: the last pixel at or before `start` within `tolerance` (shrunk pixels) of a bin edge
+// of the area filter that shrinks by `scale`.
+function onAreaGrid(start, scale, tolerance) {
+  for (let s = start; s > 0; s--) if (Math.abs(s * scale - roundHalfEven(s * scale)) <= tolerance) return s;
+  return 0;
+}
+
+function subImage(img, x0, y0, x1, y1) {
+  const { data, width } = img;
+  const rw = x1 - x0, out = new Uint8Array(rw * (y1 - y0) * 3);
+  for (let y = y0; y < y1; y++) out.set(data.subarray((y * width + x0) * 3, (y * width + x1) * 3), (y - y0) * rw * 3);
+  return { data: out, width: rw, height: y1 - y0 };
 }
 
 // crop.BoxCalibration.square
@@ -193,23 +191,26 @@ export function cropMatrix(cx, cy, side, size) {
   return [s, 0, -x0 * s - 0.5, 0, s, -y0 * s - 0.5];
 }
 
-// crop.CropTransform.warp: the size x size RGB crop of `img` (area pre-shrink when the crop shrinks).
-export function warpCrop(img, m, size) {
+// crop.CropTransform.warp: the size x size RGB crop of `img`. A shrinking crop is area-filtered first, on
+// the region it reads only, starting within `gridTolerance` (the spec's crop.area_grid_tolerance) of a bin
+// edge of shrinking the whole image (cv2.resize with fx, fy).
+export function warpCrop(img, m, size, gridTolerance) {
   const { width: w, height: h } = img;
-  if (m[0] < 1.0) {
-    const factor = m[0];
-    const sw = Math.max(1, roundHalfEven(w * factor)), sh = Math.max(1, roundHalfEven(h * factor));
-    const sx = sw / w, sy = sh / h;
-    // small pixel u' relates to image pixel x by x = (u' + 0.5) / sx - 0.5: m @ pre
-    const pre = [1 / sx, 0, 0.5 / sx - 0.5, 0, 1 / sy, 0.5 / sy - 0.5];
-    const mm = [
-      m[0] * pre[0] + m[1] * pre[3], m[0] * pre[1] + m[1] * pre[4], m[0] * pre[2] + m[1] * pre[5] + m[2],
-      m[3] * pre[0] + m[4] * pre[3], m[3] * pre[1] + m[4] * pre[4], m[3] * pre[2] + m[4] * pre[5] + m[5],
-    ];
-    const small = resizeArea(img, sw, sh, sourceWindow(mm, size, sw, sh));
-    return warpBilinear(small, sw, sh, mm, size);
-  }
-  return warpBilinear(fullWindow(img), w, h, m, size);
+  if (m[0] >= 1.0) return warpBilinear(img, m, size);
+  const factor = m[0];
+  const scaleX = Math.max(1, roundHalfEven(w * factor)) / w, scaleY = Math.max(1, roundHalfEven(h * factor)) / h;
+  const r = sourceRegion(m, size, w, h, 2.0 / factor + 2.0);
+  const x0 = onAreaGrid(r.x0, scaleX, gridTolerance), y0 = onAreaGrid(r.y0, scaleY, gridTolerance);
+  const region = subImage(img, x0, y0, r.x1, r.y1);
+  const small = resizeArea(region, roundHalfEven(region.width * scaleX), roundHalfEven(region.height * scaleY),
+    [1 / scaleX, 1 / scaleY]);
+  // shrunk pixel j's centre is image x = x0 + (j + 0.5) / scaleX - 0.5: m @ pre
+  const pre = [1 / scaleX, 0, x0 + 0.5 / scaleX - 0.5, 0, 1 / scaleY, y0 + 0.5 / scaleY - 0.5];
+  const mm = [
+    m[0] * pre[0] + m[1] * pre[3], m[0] * pre[1] + m[1] * pre[4], m[0] * pre[2] + m[1] * pre[5] + m[2],
+    m[3] * pre[0] + m[4] * pre[3], m[3] * pre[1] + m[4] * pre[4], m[3] * pre[2] + m[4] * pre[5] + m[5],
+  ];
+  return warpBilinear(small, mm, size);
 }
 
 // crop.CropTransform.to_image: crop pixel centres -> image pixel centres.
@@ -363,104 +364,251 @@ export function unshrinkDetection(d, sx, sy) {
 // Smoothing (video.py)
 // ---------------------------------------------------------------------------------------------------
 
-export class OneEuroFilter {
-  constructor({ min_cutoff = 1.0, beta = 0.0, d_cutoff = 1.0, freq = 30.0 } = {}) {
-    if (min_cutoff <= 0 || d_cutoff <= 0 || freq <= 0 || beta < 0) {
-      throw new Error("One-Euro filter needs min_cutoff, d_cutoff, freq > 0 and beta >= 0");
+// video.OneEuroFilter._alpha: the smoothing factor of a low-pass filter at `cutoff` Hz for a step of dt s.
+function oneEuroAlpha(cutoff, dt) {
+  const tau = 1.0 / (2 * Math.PI * cutoff);
+  return 1.0 / (1.0 + tau / dt);
+}
+
+// video.FaceFilter.motion: centre x, centre y and spread (RMS distance from the centre) of the first
+// `points` points of a flat x, y, x, y... signal.
+function faceMotion(signal, points) {
+  let cx = 0, cy = 0;
+  for (let i = 0; i < points; i++) { cx += signal[2 * i]; cy += signal[2 * i + 1]; }
+  cx /= points; cy /= points;
+  let spread = 0;
+  for (let i = 0; i < points; i++) spread += (signal[2 * i] - cx) ** 2 + (signal[2 * i + 1] - cy) ** 2;
+  return [cx, cy, Math.sqrt(spread / points)];
+}
+
+function checkSmoothing({ min_cutoff, beta, d_cutoff }, fps) {
+  if (![min_cutoff, beta, d_cutoff, fps].every(Number.isFinite) || !(min_cutoff > 0 && d_cutoff > 0 && beta >= 0 && fps > 0)) {
+    throw new Error("smoothing needs min_cutoff, d_cutoff, fps > 0 and beta >= 0 (finite)");
+  }
+}
+
+// video.FaceFilter: one face's landmarks and box One-Euro-filtered with one cutoff for the whole face, driven
+// by the speed of its centre and spread, in units of its size at the first frame.
+export class FaceFilter {
+  constructor(smoothing, fps) {
+    checkSmoothing(smoothing, fps);
+    Object.assign(this, { options: smoothing, fps, scale: null, x: null, rate: [0, 0, 0], t: null });
+  }
+
+  apply(face, t = null) {
+    const n = face.landmarks.length;
+    if (this.scale === null) {
+      const [x0, y0, x1, y1] = face.box;
+      this.scale = Math.max(Math.sqrt(Math.max(x1 - x0, 1e-6) * Math.max(y1 - y0, 1e-6)), 1e-6);
     }
-    Object.assign(this, { minCutoff: min_cutoff, beta, dCutoff: d_cutoff, freq });
+    const scale = this.scale;
+    const signal = [...face.landmarks.flat(), ...face.box].map((v) => v / scale);
+    if (this.x === null || this.x.length !== signal.length) {
+      Object.assign(this, { x: signal, rate: [0, 0, 0], t });
+      return { ...face, landmarks: face.landmarks.map((p) => p.slice()), box: face.box.slice() };
+    }
+    let dt = 1.0 / this.fps;
+    if (t !== null && this.t !== null && t > this.t) dt = t - this.t;
+    this.t = t;
+    const now = faceMotion(signal, n), before = faceMotion(this.x, n);
+    const ad = oneEuroAlpha(this.options.d_cutoff, dt);
+    this.rate = this.rate.map((r, k) => r + ad * ((now[k] - before[k]) / dt - r));
+    const speed = Math.sqrt(this.rate.reduce((acc, r) => acc + r * r, 0));
+    const a = oneEuroAlpha(this.options.min_cutoff + this.options.beta * speed, dt);
+    this.x = this.x.map((v, i) => v + a * (signal[i] - v));
+    const smooth = this.x.map((v) => v * scale);
+    const landmarks = [];
+    for (let i = 0; i < 2 * n; i += 2) landmarks.push([smooth[i], smooth[i + 1]]);
+    return { ...face, landmarks, box: smooth.slice(2 * n) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tracking (tracking.py): squares are [centre x, centre y, side] in image pixels
+// ---------------------------------------------------------------------------------------------------
+
+// crop.square_from_landmarks
+export function squareFromLandmarks(points, margin) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const [x, y] of points) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  return [(x0 + x1) / 2, (y0 + y1) / 2, Math.max(x1 - x0, y1 - y0) * (1 + 2 * margin)];
+}
+
+// tracking.square_iou
+export function squareIou([ax, ay, aside], [bx, by, bside]) {
+  const w = Math.min(ax + aside / 2, bx + bside / 2) - Math.max(ax - aside / 2, bx - bside / 2);
+  const h = Math.min(ay + aside / 2, by + bside / 2) - Math.max(ay - aside / 2, by - bside / 2);
+  const inter = Math.max(w, 0.0) * Math.max(h, 0.0);
+  const union = aside * aside + bside * bside - inter;
+  return union > 0 ? inter / union : 0.0;
+}
+
+// tracking.box_for_square: the box that the calibration maps onto the square.
+export function boxForSquare([cx, cy, side], cal) {
+  const boxSide = side / cal.scale;
+  const bx = cx - cal.dx * boxSide, by = cy - cal.dy * boxSide;
+  return [bx - boxSide / 2, by - boxSide / 2, bx + boxSide / 2, by + boxSide / 2];
+}
+
+// tracking.crop_square: the image square a crop matrix samples.
+export function cropSquare(m, size) {
+  const [[x, y]] = toImage(m, [[(size - 1) / 2, (size - 1) / 2]]);
+  return [x, y, size / m[0]];
+}
+
+// tracking._greedy_matches: detection index -> track index, best overlaps first (ties as Python's sort).
+function greedyMatches(tracks, detections, minIou) {
+  const pairs = [];
+  tracks.forEach((t, j) => detections.forEach((d, i) => pairs.push([squareIou(t, d), j, i])));
+  pairs.sort((a, b) => (b[0] - a[0]) || (b[1] - a[1]) || (b[2] - a[2]));
+  const matched = new Map(), used = new Set();
+  for (const [iou, j, i] of pairs) {
+    if (iou >= minIou && !matched.has(i) && !used.has(j)) { matched.set(i, j); used.add(j); }
+  }
+  return matched;
+}
+
+// tracking.LandmarkTracker for one stream: the previous frame's landmarks give each face's next crop; the face
+// detector runs when there is no track, when a track's quality is low, and at least every detect_every frames.
+// `ops` runs the networks: detect(image) -> [{box, score}] (the detector's boxes, image pixels) and
+// landmarks(image, matrices) -> [points in image pixels] (one network call for all crops). All parameters come
+// from the model's runtime description (spec.tracking, spec.smoothing, spec.crop, spec.box_calibrations).
+export class LandmarkTracker {
+  constructor(spec, ops) {
+    const t = spec.tracking;
+    if (!(t.detect_every >= 1) || !["min_agreement", "match_iou"].every((k) => t[k] >= 0 && t[k] <= 1) || !(t.edge_reach >= 0)) {
+      throw new Error("tracking: detect_every must be at least 1, min_agreement and match_iou in [0, 1], edge_reach >= 0");
+    }
+    if (spec.smoothing.filter !== "one-euro-face") throw new Error(`smoothing: unknown filter ${spec.smoothing.filter}`);
+    this.fps = spec.smoothing.fps;
+    checkSmoothing(t.crop_smoothing, this.fps);
+    this.options = t;
+    this.smoothing = spec.smoothing;
+    checkSmoothing(this.smoothing, this.fps); // now, not at the first face
+    this.ops = ops;
+    this.size = spec.model.input_size;
+    this.margin = spec.crop.margin;
+    this.trackCal = spec.box_calibrations[t.box_source];
+    this.detectorCal = spec.box_calibrations[spec.detector.name] || { dx: 0, dy: 0, scale: 1 };
     this.reset();
   }
 
-  reset() { this.x = null; this.dx = null; this.t = null; }
-
-  static alpha(cutoff, dt) {
-    const tau = 1.0 / (2 * Math.PI * cutoff);
-    return 1.0 / (1.0 + tau / dt);
+  reset() {
+    this.tracks = []; this.nextId = 0; this.sinceDetection = 0; this.frames = 0; this.detections = 0;
   }
 
-  filter(x, t = null) {
-    if (this.x === null || this.x.length !== x.length) {
-      this.x = Float64Array.from(x); this.dx = new Float64Array(x.length); this.t = t;
-      return Float64Array.from(x);
+  // The next RGB frame {data, width, height} at time t (seconds) -> {faces: [{track, face, raw}], detected,
+  // detectorMs, landmarksMs}: each face smoothed (face) and not (raw), and whether the detector ran.
+  async update(image, t) {
+    this.frames += 1;
+    const { width: w, height: h } = image;
+    const predicted = this.tracks.map((tr) => tr.crop || tr.square);
+    const boxes = predicted.map((sq) => boxForSquare(sq, this.trackCal));
+    const matrices = boxes.map((b) => cropMatrix(...calibratedSquare(b, this.trackCal), this.size));
+    let fresh = [];
+    let detectorMs = 0;
+    const detected = this.detectionDue();
+    if (detected) {
+      const t0 = performance.now();
+      fresh = await this.detectNew(image, predicted);
+      detectorMs = performance.now() - t0;
     }
-    let dt = 1.0 / this.freq;
-    if (t !== null && this.t !== null && t > this.t) dt = t - this.t;
-    this.t = t;
-    const ad = OneEuroFilter.alpha(this.dCutoff, dt);
-    for (let i = 0; i < x.length; i++) {
-      const dx = (x[i] - this.x[i]) / dt;
-      this.dx[i] = this.dx[i] + ad * (dx - this.dx[i]);
-      const cutoff = this.minCutoff + this.beta * Math.abs(this.dx[i]);
-      this.x[i] = this.x[i] + OneEuroFilter.alpha(cutoff, dt) * (x[i] - this.x[i]);
-    }
-    return Float64Array.from(this.x);
-  }
-}
-
-export class IoUTracker {
-  constructor(iouThreshold = 0.3, maxMissed = 10) {
-    this.iouThreshold = iouThreshold; this.maxMissed = maxMissed;
-    this.tracks = new Map(); this.nextId = 0;
-  }
-
-  update(boxes) {
-    const ids = [...this.tracks.keys()];
-    const pairs = [];
-    ids.forEach((tid, j) => boxes.forEach((box, i) => {
-      const iou = boxIou(this.tracks.get(tid).box, box);
-      if (iou >= this.iouThreshold) pairs.push([iou, j, i]);
-    }));
-    pairs.sort((a, b) => b[0] - a[0]);
-    const assigned = new Map(), used = new Set();
-    for (const [, j, i] of pairs) {
-      if (assigned.has(i) || used.has(j)) continue;
-      assigned.set(i, this.tracks.get(ids[j])); used.add(j);
-    }
-    ids.forEach((tid, j) => {
-      if (!used.has(j)) {
-        const tr = this.tracks.get(tid);
-        tr.missed += 1;
-        if (tr.missed > this.maxMissed) this.tracks.delete(tid);
+    const t1 = performance.now();
+    const points = await this.ops.landmarks(image, [...matrices, ...fresh.map((d) => d.matrix)]);
+    const landmarksMs = performance.now() - t1;
+    const out = [], kept = [];
+    this.tracks.forEach((track, j) => {
+      if (this.follow(track, predicted[j], { box: boxes[j], landmarks: points[j] }, t, w, h)) {
+        kept.push(track);
+        out.push([track, this.withBox(points[j], track)]);
       }
     });
-    return boxes.map((box, i) => {
-      let track = assigned.get(i);
-      if (!track) {
-        track = { id: this.nextId++, box: box.slice(), missed: 0, age: 0, state: {} };
-        this.tracks.set(track.id, track);
+    fresh.forEach((d, k) => {
+      const pts = points[matrices.length + k];
+      const track = { id: this.nextId++, square: squareFromLandmarks(pts, this.margin), score: d.score, crop: null,
+        cropFilter: null, smoothed: null, unconfirmed: false, needsDetection: false, filter: null };
+      track.crop = this.nextCrop(track, { box: d.box, landmarks: pts }, t, w, h);
+      kept.push(track);
+      out.push([track, this.withBox(pts, track)]);
+    });
+    this.tracks = kept;
+    this.sinceDetection += 1;
+    const faces = this.withoutDuplicates(out).map(([track, face]) => ({ track: track.id, raw: face, face: this.smooth(track, face, t) }));
+    return { faces, detected, detectorMs, landmarksMs };
+  }
+
+  detectionDue() {
+    return !this.tracks.length || this.sinceDetection >= this.options.detect_every
+      || this.tracks.some((tr) => tr.needsDetection || tr.unconfirmed);
+  }
+
+  // Runs the face detector: marks the tracks it confirms (one unconfirmed twice ends) and returns the faces
+  // no track follows, with their crop matrices.
+  async detectNew(image, predicted) {
+    const found = (await this.ops.detect(image)).map((d) => ({ ...d, matrix: cropMatrix(...calibratedSquare(d.box, this.detectorCal), this.size) }));
+    this.detections += 1;
+    this.sinceDetection = 0;
+    const matches = greedyMatches(predicted, found.map((d) => cropSquare(d.matrix, this.size)), this.options.match_iou);
+    const byTrack = new Map([...matches].map(([i, j]) => [j, i]));
+    this.tracks.forEach((track, j) => {
+      track.needsDetection = false;
+      if (byTrack.has(j)) {
+        track.unconfirmed = false;
+        track.score = found[byTrack.get(j)].score;
+      } else if (track.unconfirmed) {
+        track.square = [NaN, NaN, NaN]; // ends in follow()
       } else {
-        track.box = box.slice(); track.missed = 0; track.age += 1;
+        track.unconfirmed = true;
       }
-      return track;
     });
-  }
-}
-
-// video.LandmarkSmoother: tracks faces and One-Euro-filters each track's landmarks and box in face-size units.
-export class LandmarkSmoother {
-  constructor(params) {
-    this.params = { min_cutoff: params.min_cutoff, beta: params.beta, d_cutoff: params.d_cutoff, freq: params.fps };
-    new OneEuroFilter(this.params); // validate now
-    this.tracker = new IoUTracker(params.iou_threshold, params.max_missed);
+    return found.filter((d, i) => !matches.has(i));
   }
 
-  update(faces, t = null) {
-    const tracks = this.tracker.update(faces.map((f) => f.box));
-    return faces.map((face, k) => {
-      const track = tracks[k];
-      if (!track.state.filter) {
-        const [x0, y0, x1, y1] = face.box;
-        track.state.scale = Math.max(Math.sqrt(Math.max(x1 - x0, 1e-6) * Math.max(y1 - y0, 1e-6)), 1e-6);
-        track.state.filter = new OneEuroFilter(this.params);
-      }
-      const scale = track.state.scale;
-      const signal = [...face.landmarks.flat(), ...face.box].map((v) => v / scale);
-      const smooth = Array.from(track.state.filter.filter(signal, t), (v) => v * scale);
-      const n = smooth.length - 4;
-      const landmarks = [];
-      for (let i = 0; i < n; i += 2) landmarks.push([smooth[i], smooth[i + 1]]);
-      return { track: track.id, face: { ...face, landmarks, box: smooth.slice(n) } };
-    });
+  // Moves the track to its face's new landmarks; false when the track ends.
+  follow(track, cropSq, face, t, width, height) {
+    if (!Number.isFinite(track.square[0])) return false;
+    const points = face.landmarks;
+    const square = squareFromLandmarks(points, this.margin);
+    const [cx, cy, side] = square;
+    const reach = this.options.edge_reach * side; // a face half out of the frame is still followed
+    if (!(cx >= -reach && cx < width + reach && cy >= -reach && cy < height + reach) || !(side > 0)
+      || !points.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y))) return false;
+    track.needsDetection = track.needsDetection || squareIou(square, cropSq) < this.options.min_agreement;
+    track.crop = this.nextCrop(track, face, t, width, height);
+    track.square = square;
+    return true;
+  }
+
+  // The crop for the next frame: the square around the track's landmarks filtered (crop_smoothing), moved on
+  // by their last motion, its centre kept inside the frame.
+  nextCrop(track, face, t, width, height) {
+    if (!track.cropFilter) track.cropFilter = new FaceFilter(this.options.crop_smoothing, this.fps);
+    const square = squareFromLandmarks(track.cropFilter.apply(face, t).landmarks, this.margin);
+    const last = track.smoothed;
+    track.smoothed = square;
+    let [cx, cy] = square;
+    if (last) [cx, cy] = [cx + cx - last[0], cy + cy - last[1]];
+    return [Math.min(Math.max(cx, 0.0), width - 1.0), Math.min(Math.max(cy, 0.0), height - 1.0),
+      Math.min(square[2], 2.0 * Math.max(width, height))];
+  }
+
+  // The face with a box of the detector's convention around its landmarks.
+  withBox(landmarks, track) {
+    return { box: boxForSquare(track.square, this.detectorCal), score: track.score, landmarks };
+  }
+
+  // Two tracks that converged on one face: the older one stays.
+  withoutDuplicates(faces) {
+    const out = [];
+    for (const [track, face] of [...faces].sort((a, b) => a[0].id - b[0].id)) {
+      if (out.every(([other]) => squareIou(track.square, other.square) < 0.5)) out.push([track, face]);
+    }
+    this.tracks = out.map(([track]) => track);
+    return out;
+  }
+
+  smooth(track, face, t) {
+    if (!track.filter) track.filter = new FaceFilter(this.smoothing, this.fps);
+    return track.filter.apply(face, t);
   }
 }

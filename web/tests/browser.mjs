@@ -4,15 +4,17 @@
 // with the Python package's.
 //
 //   node tests/browser.mjs --url http://127.0.0.1:8000/ --out DIR [--chromium /usr/bin/chromium]
-//        [--repeats 30] [--fake-video VIDEO.y4m] IMAGE...
+//        [--repeats 30] [--fake-video VIDEO.y4m] [--track FRAMES.json] IMAGE...
 //
 // Writes DIR/browser.json (per image: faces with boxes and landmarks; timings; versions) and
 // DIR/screenshot.png (the page on the bundled sample photo). With --fake-video, Chromium's fake camera plays
-// the video and the page's webcam mode runs on it (One-Euro smoothing on); browser.json gets its frame log.
-import { chromium } from "playwright-core";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+// the video and the page's webcam mode runs on it (tracking, One-Euro smoothing on); browser.json gets its frame
+// log. With --track (JSON {"tracking": settings replacing the description's, "frames": [{"image": path, "t":
+// seconds}, ...]}), the webcam's tracking runs on those frames (window.kdl.trackBlobs) and browser.json gets
+// its faces per frame.
+import { readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import { launch, median, openPage } from "./chromium.mjs";
 
 function parseArgs(argv) {
   const opts = { chromium: "/usr/bin/chromium", repeats: 30, images: [], timeout: 180000 };
@@ -24,6 +26,7 @@ function parseArgs(argv) {
     else if (a === "--repeats") opts.repeats = Number(argv[++i]);
     else if (a === "--timeout") opts.timeout = Number(argv[++i]);
     else if (a === "--fake-video") opts.fakeVideo = argv[++i];
+    else if (a === "--track") opts.track = argv[++i];
     else opts.images.push(a);
   }
   if (!opts.url || !opts.out || !opts.images.length) {
@@ -32,8 +35,6 @@ function parseArgs(argv) {
   }
   return opts;
 }
-
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 async function runImage(page, path, repeats) {
   const b64 = readFileSync(path).toString("base64");
@@ -45,34 +46,21 @@ async function runImage(page, path, repeats) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const profile = mkdtempSync(join(tmpdir(), "kdl-chromium-"));
 const log = [];
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: opts.chromium,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      ...(opts.fakeVideo ? ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        `--use-file-for-fake-video-capture=${opts.fakeVideo}`] : [])],
-    viewport: { width: 1000, height: 720 },
-    timeout: opts.timeout,
+  browser = await launch({
+    executablePath: opts.chromium, timeout: opts.timeout,
+    args: opts.fakeVideo ? ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-video-capture=${opts.fakeVideo}`] : [],
   });
-  const page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(opts.timeout);
-  page.on("console", (m) => log.push(`console.${m.type()}: ${m.text()}`));
-  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
-  const browserVersion = context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent));
-
+  const { context } = browser;
+  const browserVersion = context.browser()?.version() ?? "chromium";
   const t0 = Date.now();
-  await page.goto(opts.url);
-  await page.waitForSelector("body[data-state=ready], body[data-state=error]");
-  if (await page.getAttribute("body", "data-state") === "error") {
-    throw new Error(`page failed to load: ${await page.textContent("#status")}`);
-  }
+  const page = await openPage(context, opts.url, { timeout: opts.timeout, log });
   const loadMs = Date.now() - t0;
   const versions = await page.evaluate(() => document.getElementById("model").textContent);
+  const runtime = await page.evaluate(() => window.kdl.runtime);
 
   // The page's own file input, as a user would choose a photo.
   await page.setInputFiles("#file", opts.images[0]);
@@ -111,6 +99,16 @@ try {
   timing.landmarks_ms_per_face = faces ? timing.landmarks_ms / faces : null;
   timing.total_ms = timing.detector_ms + timing.landmarks_ms;
 
+  // The webcam's tracking on given frames.
+  let tracking = null;
+  if (opts.track) {
+    const job = JSON.parse(readFileSync(opts.track, "utf8"));
+    tracking = await page.evaluate(async ({ frames, settings }) => {
+      const blobs = frames.map((f) => new Blob([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], { type: "image/png" }));
+      return window.kdl.trackBlobs(blobs, frames.map((f) => f.t), settings);
+    }, { frames: job.frames.map((f) => ({ b64: readFileSync(f.image).toString("base64"), t: f.t })), settings: job.tracking || {} });
+  }
+
   // The screenshot: the bundled sample, through the page's button.
   await page.click("#sample");
   await page.waitForFunction(() => document.body.dataset.state === "done");
@@ -140,8 +138,8 @@ try {
   await context.setOffline(false);
 
   const result = {
-    browser: browserVersion, page: versions, url: opts.url, load_ms: loadMs, images, via_file_input: viaInput, via_drop: viaDrop,
-    timing, offline, webcam, log,
+    browser: browserVersion, page: versions, runtime, url: opts.url, load_ms: loadMs, images, via_file_input: viaInput, via_drop: viaDrop,
+    timing, offline, webcam, tracking, log,
   };
   writeFileSync(join(opts.out, "browser.json"), JSON.stringify(result, null, 1));
   console.log(JSON.stringify({ timing, offline, browser: browserVersion, load_ms: loadMs }));
@@ -150,6 +148,5 @@ try {
   console.error(`browser test failed: ${err.stack || err}\n--- page log ---\n${log.join("\n")}`);
   process.exitCode = 1;
 } finally {
-  if (context) await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close();
 }

@@ -17,7 +17,8 @@ from kdlandmarks.fileio import atomic_write_bytes, atomic_write_text
 from kdlandmarks.evaluation.report import compare
 from kdlandmarks.data.store import PrepareParams, prepare_store
 from kdlandmarks.training.config import load_recipe
-from kdlandmarks.models.zoo import shipped_names
+from kdlandmarks.models.info import arch_label
+from kdlandmarks.models.zoo import installed_names
 
 DEMO_PHOTO = "lfpw/testset/image_0001.jpg"
 
@@ -28,8 +29,8 @@ def _say(msg: str) -> None:
 
 def run_demo(out_dir: str | Path = "demo-output", recipe_name: str = "demo", overrides: list[str] | None = None,
              progress: bool = True) -> Path:
-    from kdlandmarks.evaluation.protocols import evaluate_model
-    from kdlandmarks.training.run import train_model
+    from kdlandmarks.evaluation.protocols import EvaluationOptions, evaluate_model
+    from kdlandmarks.training.run import Teachers, train_model
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -48,28 +49,30 @@ def run_demo(out_dir: str | Path = "demo-output", recipe_name: str = "demo", ove
     recipe.data.store = str(out / "store")
 
     runs = {}
-    for label, role, kind, loss in (("Tough-Teacher (EfficientNet-B3)", "teacher", "tough", None),
-                                    ("Tolerant-Teacher (EfficientNet-B3)", "teacher", "tolerant", None),
-                                    ("MobileNetV2, L2 (baseline)", "student", None, "l2"),
-                                    ("MobileNetV2, KD-Loss (student)", "student", None, "kd")):
+    teacher, student = arch_label(recipe.teacher.arch), arch_label(recipe.student.arch)
+    for label, role, kind, loss in ((f"Tough-Teacher ({teacher})", "teacher", "tough", None),
+                                    (f"Tolerant-Teacher ({teacher})", "teacher", "tolerant", None),
+                                    (f"{student}, L2 (baseline)", "student", None, "l2"),
+                                    (f"{student}, KD-Loss (student)", "student", None, "kd")):
         name = kind or {"l2": "baseline", "kd": "student"}[loss]
         step = "3/6" if role == "teacher" else "4/6"
         _say(f"{step} train {label}")
         summary = train_model(recipe, role, out / name, kind=kind, loss=loss,
-                              tough=str(out / "tough" / "model.pt"), tolerant=str(out / "tolerant" / "model.pt"),
+                              teachers=Teachers(str(out / "tough" / "model.pt"), str(out / "tolerant" / "model.pt")),
                               restart=True, progress=progress)
         _say(f"    {summary['epochs_completed']} epochs in {summary['seconds']} s")
         runs[label] = out / name / "model.pt"
 
     _say("5/6 evaluate on the 12 bundled LFPW test faces (ground-truth crop, inter-ocular NME)")
     evaluations = {}
+    quiet = EvaluationOptions(progress=False)
     for label, model in runs.items():
         eval_dir = out / f"eval-{model.parent.name}"
-        evaluate_model(str(model), "300w", str(root), "lfpw/testset", eval_dir, progress=False)
+        evaluate_model(str(model), "300w", str(root), "lfpw/testset", eval_dir, quiet)
         evaluations[label] = eval_dir
-    for name in shipped_names():
+    for name in installed_names():  # the teachers only where they are: in the source checkout
         shipped_eval = out / f"eval-shipped-{name}"
-        evaluate_model(name, "300w", str(root), "lfpw/testset", shipped_eval, progress=False)
+        evaluate_model(name, "300w", str(root), "lfpw/testset", shipped_eval, quiet)
         evaluations[f"shipped {name} (trained on 2012 faces)"] = shipped_eval
     table = compare(evaluations, out / "comparison", title="Demo: CED on 12 bundled LFPW test faces")
     print(table, end="")

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         with terminate_raises():  # SIGTERM unwinds like Ctrl-C: no temporary file is left behind
             result = args.func(args)
     except KDLandmarksError as exc:
-        print(f"kdlandmarks: error: {exc}", file=sys.stderr)
+        print(f"kdlandmarks: error: {cli_message(exc)}", file=sys.stderr)
         return 2
     except ImportError as exc:  # a command reached torch & co. on the default install
         from kdlandmarks.extras import train_extra_message, train_module_missing
@@ -63,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         print("kdlandmarks: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+# Library parameters whose flag is not "--" + the parameter's (last dotted) name with dashes (argparse's rule).
+FLAG_OF_PARAMETER = {"input_size": "--size", "max_pixels": "--max-megapixels", "out_dir": "--out",
+                     "teachers.online": "--online-teachers"}
+
+
+def flag_of(parameter: str) -> str:
+    """The command-line flag that sets a library parameter (`data.store`: --store)."""
+    return FLAG_OF_PARAMETER.get(parameter, "--" + parameter.rpartition(".")[2].replace("_", "-"))
+
+
+def cli_message(exc: BaseException) -> str:
+    """An error's message with the library's parameter names written as the flags that set them."""
+    return exc.worded(flag_of) if isinstance(exc, KDLandmarksError) else str(exc)
 
 
 def _command_name(args: argparse.Namespace) -> str:

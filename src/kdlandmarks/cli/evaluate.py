@@ -42,12 +42,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdlandmarks.evaluation.protocols import evaluate_model
+    from kdlandmarks.evaluation.protocols import EvaluationOptions, evaluate_model
 
-    report = evaluate_model(args.model, args.dataset, args.root, args.split, args.out, protocol=args.protocol,
-                            normalizer=args.normalizer, threshold=args.threshold, batch_size=args.batch_size,
-                            device=args.device, scheme=args.scheme, skip_bad=args.skip_bad,
-                            flip_test=args.flip_test, backend=args.backend, detector=args.detector)
+    options = EvaluationOptions(protocol=args.protocol, normalizer=args.normalizer, threshold=args.threshold,
+                                flip_test=args.flip_test, detector=args.detector, scheme=args.scheme,
+                                skip_bad=args.skip_bad, batch_size=args.batch_size, device=args.device,
+                                backend=args.backend)
+    report = evaluate_model(args.model, args.dataset, args.root, args.split, args.out, options)
     print(format_table(report))
     for line in report["skipped"]:  # --skip-bad: each bad face by name, as prepare lists them
         print(f"skipped: {line}")

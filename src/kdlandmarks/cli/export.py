@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"shipped model name (kdlandmarks models) or a model file (default: {DEFAULT_MODEL})")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (fp32) or onnx-int8 (static QDQ)")
-    p.add_argument("--out", required=True, help="output .onnx file (written atomically)")
+    p.add_argument("--out", required=True, help="output .onnx file (written atomically), and its runtime "
+                                                "description <name>.json beside it; neither replaces the model "
+                                                "itself or a file kdlandmarks did not write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
     p.add_argument("--check-faces", type=int, default=8, help="real faces for the parity check (default 8)")
@@ -31,12 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from kdlandmarks.extras import require_train
 
     require_train("kdlandmarks export", ("torch", "timm", "onnx"))
-    from kdlandmarks.export.onnx import export_onnx, export_onnx_int8, format_parity
-    from kdlandmarks.export.modelspec import write_model_spec
+    from kdlandmarks.export.onnx import check_export_target, export_onnx, export_onnx_int8, format_parity
+    from kdlandmarks.export.modelspec import spec_path, write_model_spec
 
     if args.check_faces < 1 or args.calibration_faces < 1:
         raise ConfigError("--check-faces and --calibration-faces must be at least 1")
-    out = Path(args.out)
+    # before the work: never onto the model itself, nor onto a .json beside it that is not ours
+    out = check_export_target(args.model, Path(args.out), sidecar=spec_path(args.out))
     if args.format == "onnx":
         report = export_onnx(args.model, out, opset=args.opset, dynamic_batch=not args.static_batch,
                              check_count=args.check_faces)

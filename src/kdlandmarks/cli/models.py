@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdlandmarks.models.zoo import DEFAULT_MODEL, SHIPPED, model_card, shipped_names
+    from kdlandmarks.models.zoo import DEFAULT_MODEL, is_installed, model_card, model_summary, shipped_names
 
     if args.name is not None:
         print(model_card(args.name).read_text(encoding="utf-8"), end="")
@@ -21,5 +21,7 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(n) for n in shipped_names())
     for name in shipped_names():
         mark = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name.ljust(width)}  {SHIPPED[name]}{mark}")
+        if not is_installed(name):
+            mark += " (not in this installation: in the source checkout)"
+        print(f"{name.ljust(width)}  {model_summary(name)}{mark}")
     return 0

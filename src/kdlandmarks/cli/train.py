@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_train(f"kdlandmarks train {args.role}", ("torch", "timm", "lightning"))
     from kdlandmarks.training.config import load_recipe
-    from kdlandmarks.training.run import train_model
+    from kdlandmarks.training.run import Teachers, train_model
 
     overrides = list(args.set)
     if args.store:
@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.init:
         overrides.append(f"{args.role}.init_weights={args.init}")
     recipe = load_recipe(args.config, overrides)
+    teachers = Teachers(tough=getattr(args, "tough", None), tolerant=getattr(args, "tolerant", None),
+                        online=getattr(args, "online_teachers", False))
     summary = train_model(recipe, args.role, args.out, kind=getattr(args, "kind", None),
-                          loss=getattr(args, "loss", None), tough=getattr(args, "tough", None),
-                          tolerant=getattr(args, "tolerant", None),
-                          online_teachers=getattr(args, "online_teachers", False), restart=args.restart,
+                          loss=getattr(args, "loss", None), teachers=teachers, restart=args.restart,
                           progress=not args.quiet)
     if "model" in summary:
         print(f"{args.role} ({summary['kind'] or summary['loss']}): {summary['epochs_completed']} epochs, "

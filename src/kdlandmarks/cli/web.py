@@ -1,17 +1,19 @@
-"""`kdlandmarks web`: serve the built web app (web/dist) on this machine, or rewrite a model's runtime
-description (the JSON beside its ONNX file that the web app and tests/test_web.py read)."""
+"""`kdlandmarks web`: serve the in-browser app (built into the package) on this machine, or rewrite a model's
+runtime description (the JSON beside its ONNX file that the web app and tests/test_web.py read)."""
 from __future__ import annotations
 
 import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("web", help="serve the in-browser app (first: cd web && npm ci && npm run build)",
-                              description="Serve the built web app (RetinaFace + the lite student on onnxruntime-web, "
-                                          "webcam or photos) at http://HOST:PORT/. Single-threaded wasm: no special "
-                                          "headers needed. Build it first: cd web && npm ci && npm run build.")
+    p = subparsers.add_parser("web", help="serve the in-browser app (webcam or photos; try its Sample photo button)",
+                              description="Serve the in-browser app (RetinaFace + the lite student on onnxruntime-web, "
+                                          "wasm SIMD and threads; webcam or photos, or its Sample photo button) at "
+                                          "http://HOST:PORT/, cross-origin isolated (COOP/COEP) so that the wasm "
+                                          "runtime may use threads. A wheel ships the page; in a source checkout "
+                                          "build it first: cd web && npm ci && npm run build.")
     p.add_argument("--dir", default=None,
-                   help="the built page (default: ./web/dist, ./dist or the checkout's web/dist)")
+                   help="a page built elsewhere (OUT=DIR npm run build; default: the one in this install)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--verbose", action="store_true", help="log each request")

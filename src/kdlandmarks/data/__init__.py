@@ -4,7 +4,7 @@
 - `datasets`: readers of the original layouts, each yielding `FaceRecord`s.
 - `images`: image checks and the bounded resize shared by every reader and detector.
 - `crop`: square crops from landmarks or boxes (`CropTransform`, exactly invertible).
-- `codec`: input pixels <-> the network's target space, and merging flip-test views.
+- `codec`: input pixels <-> the network's target space. `flip`: the flip test (mirrored batch, merged views).
 - `store`: the prepared, memory-mapped training store. `augment`: batched augmentation (torch).
 - `sample_faces`: real annotated crops for parity checks, int8 calibration and benchmarks.
 

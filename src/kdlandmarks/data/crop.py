@@ -2,6 +2,8 @@
 
 A crop is an affine map (scale + translation, or a full similarity after augmentation) from image
 pixel centres to crop pixel centres, kept with its exact inverse so predictions map back to the image.
+A crop may turn with the face: `angle` is the face's roll (the angle of its eye line in the image, radians,
+y down), and the crop rotates by -angle about its centre so that the network sees the face upright.
 Pixel-centre convention: pixel i covers [i - 0.5, i + 0.5], so an image W wide spans [-0.5, W - 0.5].
 
 Crop protocols (evaluation.EVAL_PROTOCOLS, named in every evaluation result):
@@ -11,6 +13,7 @@ Crop protocols (evaluation.EVAL_PROTOCOLS, named in every evaluation result):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -33,10 +36,14 @@ class BoxCalibration:
     dy: float = 0.0
     scale: float = 1.0
 
-    def square(self, box: np.ndarray) -> tuple[float, float, float]:
+    def square(self, box: np.ndarray, angle: float = 0.0) -> tuple[float, float, float]:
+        """Centre and side of the crop for `box`. `angle`: the face's roll; the shift (dx, dy) is taken in the
+        face's own frame (a detector's box around a rolled face keeps its size, measured on RetinaFace)."""
         x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
         side = float(np.sqrt(max(x1 - x0, 1e-6) * max(y1 - y0, 1e-6)))
-        return (x0 + x1) / 2 + self.dx * side, (y0 + y1) / 2 + self.dy * side, self.scale * side
+        c, s = math.cos(angle), math.sin(angle)
+        shift_x, shift_y = (c * self.dx - s * self.dy) * side, (s * self.dx + c * self.dy) * side
+        return (x0 + x1) / 2 + shift_x, (y0 + y1) / 2 + shift_y, self.scale * side
 
     @staticmethod
     def fit(boxes: np.ndarray, landmarks: np.ndarray, margin: float = DEFAULT_MARGIN) -> "BoxCalibration":
@@ -61,12 +68,25 @@ class CropTransform:
     size: int
 
     @staticmethod
-    def from_square(cx: float, cy: float, side: float, size: int) -> "CropTransform":
-        if not np.isfinite([cx, cy, side]).all() or side <= 0:
+    def from_square(cx: float, cy: float, side: float, size: int, angle: float = 0.0) -> "CropTransform":
+        """The square of `side` image pixels centred on (cx, cy), turned by `angle` (the face's roll), sampled
+        at size x size: crop = size / side * R(-angle) (p - centre) + (size - 1) / 2."""
+        if not np.isfinite([cx, cy, side, angle]).all() or side <= 0:
             raise DataError(f"invalid crop window centre=({cx}, {cy}) side={side}")
         s = size / side
-        x0, y0 = cx - side / 2, cy - side / 2
-        return CropTransform(np.array([[s, 0.0, -x0 * s - 0.5], [0.0, s, -y0 * s - 0.5]]), size)
+        c, si = math.cos(angle) * s, math.sin(angle) * s
+        shift = (size - 1) / 2
+        return CropTransform(np.array([[c, si, shift - c * cx - si * cy], [-si, c, shift + si * cx - c * cy]]), size)
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per image pixel."""
+        return float(math.hypot(self.matrix[0, 0], self.matrix[1, 0]))
+
+    @property
+    def angle(self) -> float:
+        """The roll the crop turns away (radians; 0 for an upright crop)."""
+        return float(math.atan2(self.matrix[0, 1], self.matrix[0, 0]))
 
     @property
     def inverse(self) -> np.ndarray:
@@ -81,32 +101,67 @@ class CropTransform:
         pts = np.asarray(points, dtype=np.float64)
         return pts @ inv[:, :2].T + inv[:, 2]
 
-    def warp(self, image: np.ndarray) -> np.ndarray:
-        """Cut the crop out of an RGB image; outside the image is filled by edge replication."""
-        interp = cv2.INTER_AREA if self.matrix[0, 0] < 1.0 else cv2.INTER_LINEAR
-        if interp == cv2.INTER_AREA:
-            # warpAffine has no area filter: pre-shrink with resize, then warp the rest.
-            factor = self.matrix[0, 0]
-            h, w = image.shape[:2]
-            # at least one pixel: a window far larger than the image would otherwise shrink it to nothing
-            small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
-                               interpolation=cv2.INTER_AREA)
-            sx = small.shape[1] / image.shape[1]
-            sy = small.shape[0] / image.shape[0]
-            # small pixel u' relates to image pixel x by x = (u' + 0.5) / sx - 0.5
-            pre = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
-            m = np.vstack([self.matrix, [0, 0, 1]]) @ pre
-            return cv2.warpAffine(small, m[:2], (self.size, self.size), flags=cv2.INTER_LINEAR,
+    def warp(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Cut the crop out of an RGB image; outside the image is filled by edge replication.
+
+        Shrinking crops are area-filtered; only the part of the image the crop reads (its window plus
+        the filter's reach) is resampled, so the cost does not grow with the photo. `out`: an optional
+        (size, size, C) array of the image's dtype to write the crop into.
+        """
+        if self.scale >= 1.0:  # bilinear only reads the pixels it needs, whatever the image size
+            return cv2.warpAffine(image, self.matrix, (self.size, self.size), dst=out, flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
-        return cv2.warpAffine(image, self.matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
+        # warpAffine has no area filter: shrink with resize first, but only the region the crop reads. The
+        # region starts on a bin edge of shrinking the whole image, and shrinks by the same factor, so that
+        # its bins are the whole image's: the crop does not depend on how much photo lies around the face.
+        factor = self.scale
+        height, width = image.shape[:2]
+        scale_x, scale_y = max(1, round(width * factor)) / width, max(1, round(height * factor)) / height
+        (x0, y0), (x1, y1) = self._source_region(width, height, reach=2.0 / factor + 2.0)
+        x0, y0 = _on_area_grid(x0, scale_x), _on_area_grid(y0, scale_y)
+        # fx, fy rather than an output size: the bins keep the whole image's width exactly
+        small = cv2.resize(image[y0:y1, x0:x1], None, fx=scale_x, fy=scale_y, interpolation=cv2.INTER_AREA)
+        # shrunk pixel j's centre is image x = x0 + (j + 0.5) / scale_x - 0.5
+        pre = np.array([[1 / scale_x, 0, x0 + 0.5 / scale_x - 0.5], [0, 1 / scale_y, y0 + 0.5 / scale_y - 0.5],
+                        [0, 0, 1]])
+        m = np.vstack([self.matrix, [0, 0, 1]]) @ pre
+        return cv2.warpAffine(small, m[:2], (self.size, self.size), dst=out, flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
+
+    def _source_region(self, width: int, height: int, reach: float) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The integer pixel rectangle [x0, x1) x [y0, y1) of a width x height image that the crop's pixels
+        come from, grown by `reach` image pixels each way and clipped to the image (never empty)."""
+        edge = self.size - 0.5
+        corners = self.to_image(np.array([[-0.5, -0.5], [edge, -0.5], [-0.5, edge], [edge, edge]]))
+        lo = np.floor(corners.min(axis=0) - reach)
+        hi = np.ceil(corners.max(axis=0) + reach) + 1
+        limit = np.array([width, height])
+        lo = np.clip(lo, 0, limit - 1).astype(int)
+        hi = np.clip(hi, lo + 1, limit).astype(int)
+        return (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1]))
 
     def scaled(self, factor: float, size: int) -> "CropTransform":
         """The same window grown about its centre by `factor`, sampled at `size` pixels."""
         inv = self.inverse
         centre = inv @ np.array([(self.size - 1) / 2, (self.size - 1) / 2, 1.0])
-        side = self.size / self.matrix[0, 0] * factor
-        return CropTransform.from_square(centre[0], centre[1], side, size)
+        side = self.size / self.scale * factor
+        return CropTransform.from_square(centre[0], centre[1], side, size, self.angle)
+
+
+AREA_GRID_TOLERANCE = 0.02  # shrunk pixels a region's start may lie off a bin edge (the crop moves by at most that)
+
+
+def _on_area_grid(start: int, scale: float) -> int:
+    """The last pixel at or before `start` within AREA_GRID_TOLERANCE of a bin edge of the area filter that
+    shrinks the image by `scale` (pixel 0 always is one; typically one lies within 1 / AREA_GRID_TOLERANCE
+    shrunk pixels): a region that starts there has the whole image's bins."""
+    near = start - int(np.ceil(2 / (AREA_GRID_TOLERANCE * scale)))  # where one almost always is
+    for stop in (max(near, -1), -1):
+        starts = np.arange(start, stop, -1)
+        close = np.flatnonzero(np.abs(starts * scale - np.round(starts * scale)) <= AREA_GRID_TOLERANCE)
+        if close.size:
+            return int(starts[close[0]])
+    return 0
 
 
 def landmark_box(landmarks: np.ndarray) -> np.ndarray:
@@ -114,21 +169,38 @@ def landmark_box(landmarks: np.ndarray) -> np.ndarray:
     return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
 
 
-def square_from_landmarks(landmarks: np.ndarray, margin: float = DEFAULT_MARGIN) -> tuple[float, float, float]:
-    """Centre and side of the square around the landmark extent, grown by `margin` of its side each way."""
-    x0, y0, x1, y1 = landmark_box(landmarks)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    return (x0 + x1) / 2, (y0 + y1) / 2, side
+def square_from_landmarks(landmarks: np.ndarray, margin: float = DEFAULT_MARGIN,
+                          angle: float = 0.0) -> tuple[float, float, float]:
+    """Centre and side of the square around the landmark extent, grown by `margin` of its side each way;
+    with `angle`, the extent is taken in the frame turned by the face's roll (the face upright)."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if angle == 0.0:
+        x0, y0, x1, y1 = landmark_box(pts)
+        return (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    c, s = math.cos(angle), math.sin(angle)
+    upright = pts @ np.array([[c, -s], [s, c]])  # each point turned by -angle
+    x0, y0, x1, y1 = landmark_box(upright)
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    return c * mx - s * my, s * mx + c * my, max(x1 - x0, y1 - y0) * (1 + 2 * margin)
 
 
-def gt_crop(landmarks: np.ndarray, size: int, margin: float = DEFAULT_MARGIN) -> CropTransform:
-    """The paper's test protocol: a crop from the ground-truth landmarks (square, with a margin)."""
-    return CropTransform.from_square(*square_from_landmarks(landmarks, margin), size)
+def gt_crop(landmarks: np.ndarray, size: int, margin: float = DEFAULT_MARGIN, angle: float = 0.0) -> CropTransform:
+    """The paper's test protocol: a crop from the ground-truth landmarks (square, with a margin), turned by
+    the face's roll `angle` where one is given."""
+    return CropTransform.from_square(*square_from_landmarks(landmarks, margin, angle), size, angle)
 
 
-def box_crop(box: np.ndarray, size: int, calibration: BoxCalibration) -> CropTransform:
-    """A crop from a face box (a detector's or a dataset's) through a box-to-crop calibration."""
-    return CropTransform.from_square(*calibration.square(box), size)
+def box_crop(box: np.ndarray, size: int, calibration: BoxCalibration, angle: float = 0.0) -> CropTransform:
+    """A crop from a face box (a detector's or a dataset's) through a box-to-crop calibration, turned by
+    the face's roll `angle` (e.g. from the detector's eye keypoints) where one is given."""
+    return CropTransform.from_square(*calibration.square(box, angle), size, angle)
+
+
+def roll_angle(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The roll (radians, y down) of faces whose eye on the image's left is at `left` and the other at
+    `right`, as (..., 2) arrays: 0 for an upright face, +pi/2 for one lying with its top to the right."""
+    d = np.asarray(right, dtype=np.float64) - np.asarray(left, dtype=np.float64)
+    return np.arctan2(d[..., 1], d[..., 0])
 
 
 # A prepared store keeps each face with extra context (store crops of side store_size); the network's

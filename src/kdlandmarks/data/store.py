@@ -76,7 +76,8 @@ class PrepareParams:
         from kdlandmarks.errors import ConfigError
 
         if self.input_size < 16 or self.context < 1 or self.copies < 1 or self.margin < 0:
-            raise ConfigError("need --size >= 16, --context >= 1, --copies >= 1 and --margin >= 0")
+            raise ConfigError("need {input_size} >= 16, {context} >= 1, {copies} >= 1 and {margin} >= 0",
+                              parameters=("input_size", "context", "copies", "margin"))
         return self
 
 
@@ -91,11 +92,14 @@ class FaceStore:
         self.meta = _read_meta(meta_path)
         if not self.meta.get("complete"):
             raise DataError(f"{self.path}: store is incomplete; run `kdlandmarks prepare` again")
-        self.images = np.load(self.path / "images.npy", mmap_mode="r")
-        self.landmarks = np.load(self.path / "landmarks.npy")
-        self.face_index = np.load(self.path / "face_index.npy")
+        self.images = _load_array(self.path / "images.npy", mmap=True)
+        self.landmarks = _load_array(self.path / "landmarks.npy")
+        self.face_index = _load_array(self.path / "face_index.npy")
         soft = self.path / "soft_landmarks.npy"
-        self.soft_landmarks = np.load(soft) if soft.is_file() else None
+        self.soft_landmarks = _load_array(soft) if soft.is_file() else None
+        if not len(self.images) == len(self.landmarks) == len(self.face_index):
+            raise DataError(f"{self.path}: store arrays disagree ({len(self.images)} images, {len(self.landmarks)} "
+                            f"landmark sets); run `kdlandmarks prepare` again")
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -152,7 +156,7 @@ class FaceStore:
         return get_scheme(self.scheme_ref)
 
     def matrices(self) -> np.ndarray:
-        return np.load(self.path / "matrices.npy")
+        return _load_array(self.path / "matrices.npy")
 
     def records(self) -> list[dict]:
         return json.loads((self.path / "records.json").read_text())
@@ -178,6 +182,16 @@ class FaceStore:
         self.meta["soft"] = info
         atomic_write_json(self.path / "meta.json", self.meta)
         self.soft_landmarks = soft
+
+
+def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """One array of a store (memory-mapped with `mmap`); DataError when it is missing, cut short or not an
+    array file: a store copied in part, or a disk that filled up."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as exc:  # numpy: short file, bad header, object array refused
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: unreadable store array ({reason}); run `kdlandmarks prepare` again") from None
 
 
 def _read_meta(path: Path) -> dict:
@@ -257,7 +271,7 @@ def _up_to_date_meta(out: Path, fingerprint: str) -> dict | None:
     user's file or folder; an empty folder is fine)."""
     existing = out / "meta.json"
     if out.exists() and not existing.is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out}: exists and is not a prepared store; choose another --out")
+        raise DataError(f"{out}: exists and is not a prepared store; choose another {{out}}", parameters=("out",))
     if existing.is_file():
         try:
             meta = _read_meta(existing)
@@ -287,7 +301,7 @@ def _crop_all(records: list[FaceRecord], params: PrepareParams, num_points: int,
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for rec, result in tqdm(zip(records, pool.map(work, records)), total=len(records),
-                                desc="prepare", unit="face", disable=not progress):
+                                desc="prepare", unit="face", disable=None if progress else True):  # None: off a terminal
             if isinstance(result, DataError):
                 errors.append(str(result))  # type: ignore[union-attr]
                 continue

@@ -8,6 +8,6 @@ Depends on the data, models and inference layers.
 """
 from kdlandmarks._lazy import lazy_exports
 
-_PUBLIC = {"evaluate_model": "protocols", "per_image_nme": "metrics", "summarize": "metrics"}
+_PUBLIC = {"evaluate_model": "protocols", "EvaluationOptions": "protocols", "per_image_nme": "metrics", "summarize": "metrics"}
 __all__ = list(_PUBLIC)
 __getattr__ = lazy_exports(__name__, _PUBLIC)

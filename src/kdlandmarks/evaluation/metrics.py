@@ -15,7 +15,7 @@ CED(t) is the fraction of images with NME_i <= t.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def normalizing_distance(gt: np.ndarray, scheme: LandmarkScheme, normalizer: str
     raise ConfigError(f"unknown normalizer {normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
 
 
-def nme_per_image(pred: Any, gt: Any, distance: Any) -> Any:
+def normalised_error(pred: Any, gt: Any, distance: Any) -> Any:
     """NME_i = mean_k ||p_k - g_k|| / d_i for (M, N, 2) predictions and ground truth and (M,) distances:
     the one NME formula, for numpy arrays (evaluation, ASM) or torch tensors (validation during training,
     on the device). No checks: see per_image_nme for checked numpy input."""
@@ -89,7 +89,7 @@ def per_image_nme(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme, norm
     if bad.size:
         which = names[bad[0]] if names is not None else f"image {bad[0]}"
         raise DataError(f"{which}: {normalizer} normalising distance is zero ({bad.size} image(s) affected)")
-    return nme_per_image(pred, gt, d)
+    return normalised_error(pred, gt, d)
 
 
 def ced_curve(per_image_nme: np.ndarray, threshold: float = 0.10, num: int = 101) -> tuple[np.ndarray, np.ndarray]:
@@ -129,32 +129,3 @@ def summarize(per_image_nme: np.ndarray, threshold: float = 0.10, normalizer: st
         "threshold": float(threshold),
         "auc_method": AUC_METHOD,
     }
-
-
-def evaluate(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme, normalizer: str = "inter-ocular",
-             threshold: float = 0.10, boxes: np.ndarray | None = None,
-             names: list[str] | None = None) -> EvaluationResult:
-    """Metrics of (M, N, 2) predictions against ground truth in the same frame."""
-    if not threshold > 0:
-        raise ConfigError(f"threshold must be positive, got {threshold}")
-    nme = per_image_nme(pred, gt, scheme, normalizer, boxes, names)
-    return EvaluationResult(nme, summarize(nme, threshold, normalizer))
-
-
-def subset_results(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme, subsets: Mapping[str, np.ndarray],
-                   normalizer: str = "inter-ocular", threshold: float = 0.10, boxes: np.ndarray | None = None,
-                   names: list[str] | None = None) -> dict[str, EvaluationResult]:
-    """evaluate() on each named subset (name -> index array into the M images); empty subsets are left out."""
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
-    out: dict[str, EvaluationResult] = {}
-    for name, idx in subsets.items():
-        idx = np.asarray(idx, dtype=np.int64).ravel()
-        if idx.size == 0:
-            continue
-        if idx.min() < 0 or idx.max() >= len(gt):
-            raise DataError(f"subset {name!r}: index outside 0..{len(gt) - 1}")
-        sub_boxes = None if boxes is None else np.asarray(boxes, dtype=np.float64)[idx]
-        sub_names = None if names is None else [names[i] for i in idx]
-        out[name] = evaluate(pred[idx], gt[idx], scheme, normalizer, threshold, sub_boxes, sub_names)
-    return out

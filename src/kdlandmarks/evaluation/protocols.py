@@ -33,7 +33,8 @@ from kdlandmarks.data.datasets import FaceRecord, dataset_scheme, load_dataset
 from kdlandmarks.data.datasets.pts import write_pts
 from kdlandmarks.errors import ConfigError, DataError, ModelError
 from kdlandmarks.fileio import atomic_write_json, output_folder
-from kdlandmarks.evaluation.metrics import AUC_METHOD, NORMALIZERS, PAPER_CODE_STEPS, EvaluationResult, per_image_nme, summarize
+from kdlandmarks.evaluation.metrics import (AUC_METHOD, NORMALIZERS, PAPER_CODE_STEPS, EvaluationResult,
+                                            normalizing_distance, per_image_nme, summarize)
 
 EVAL_PROTOCOLS = ("gt", "box", "detector")
 DEFAULT_DETECTOR = "retinaface"  # the shipped face detector (vendored ONNX), for --protocol detector
@@ -45,56 +46,72 @@ MISS_RULE = (f"a face the detector misses is a failure, scored NME = {MISS_NME:g
 W300_SUBSET_ORDER = ("common", "challenging", "full")
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How `evaluate_model` crops, scores and runs; the defaults are the paper's test protocol."""
+
+    protocol: str = "gt"  # crop protocol: gt | box | detector (module docstring)
+    normalizer: str = "inter-ocular"  # metrics.NORMALIZERS
+    threshold: float = 0.1  # failure threshold of FR, CED and AUC
+    flip_test: bool = False  # average with the un-mirrored prediction on the mirrored crop (recorded)
+    detector: Any = DEFAULT_DETECTOR  # the face detector of protocol "detector": a name or a callable
+    scheme: str | Path | None = None  # landmark scheme of the dataset (a folder of .pts: the model's own)
+    skip_bad: bool = False  # skip (and list) bad faces instead of stopping at the first
+    batch_size: int = 32
+    device: str = "cpu"
+    backend: str | None = None  # None: as LandmarkDetector picks (a shipped name runs on onnxruntime)
+    progress: bool | None = None  # None: a progress bar only on a terminal
+
+
 def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str, out_dir: str | Path,
-                   protocol: str = "gt", normalizer: str = "inter-ocular", threshold: float = 0.1,
-                   batch_size: int = 32, device: str = "cpu", scheme: str | Path | None = None,
-                   skip_bad: bool = False, progress: bool | None = None, flip_test: bool = False,
-                   backend: str | None = None, detector: str = DEFAULT_DETECTOR) -> dict[str, Any]:
+                   options: EvaluationOptions | None = None) -> dict[str, Any]:
     """Run `model` (a shipped name, a model file, a Lightning checkpoint or an exported .onnx) on one split
     and write its report.
 
     The network runs as LandmarkDetector runs it: a shipped name on onnxruntime (no torch needed) unless
-    `backend` is "torch". Writes metrics.json, ced.csv, ced.png (where matplotlib is installed) and
-    pts/<face>.pts into out_dir and returns the metrics.json content. `progress=None` shows the bar only
-    on a terminal. `flip_test`: average each face's prediction with the un-mirrored prediction on its
-    mirrored crop; the report's protocol records it, so flip-test scores are never mistaken for
-    single-pass ones. `protocol` "detector" finds the faces with `detector` (see the module docstring
-    for how a miss is scored).
+    `options.backend` is "torch". Writes metrics.json, ced.csv, ced.png (where matplotlib is installed) and
+    pts/<face>.pts into out_dir and returns the metrics.json content. A flip test is recorded in the
+    report's protocol, so flip-test scores are never mistaken for single-pass ones. Under protocol
+    "detector" the module docstring says how a missed face is scored.
     """
     from kdlandmarks.inference.detector import LandmarkDetector
 
-    _check_options(protocol, normalizer, threshold, batch_size)
-    output_folder(out_dir, create=False)  # a file in the way fails now, not after the whole evaluation
+    opts = options or EvaluationOptions()
+    _check_options(opts)
+    output_folder(out_dir, option="out_dir", create=False)  # a file in the way fails now, not at the end
 
     # Checks the model file, backend, device and (flip test) the landmark scheme before any face is read.
-    runner = LandmarkDetector(model, device=device, backend=backend, batch_size=batch_size, flip_test=flip_test,
-                              detector=detector)
+    runner = LandmarkDetector(model, device=opts.device, backend=opts.backend, batch_size=opts.batch_size,
+                              flip_test=opts.flip_test, detector=opts.detector)
     info = runner.info
-    if scheme is None and dataset == "folder":
-        scheme = info.scheme  # a folder of .pts files is read with the model's own scheme
+    scheme = info.scheme if opts.scheme is None and dataset == "folder" else opts.scheme  # .pts: model's own
     lm_scheme = dataset_scheme(dataset, scheme)
     if lm_scheme.num_points != info.num_points:
         raise ModelError(f"{runner.model_path}: model predicts {info.num_points} points, "
                          f"dataset {dataset} ({lm_scheme.name}) has {lm_scheme.num_points}")
-    calibration, detector_name = _crop_calibration(runner, protocol)
+    calibration, detector_name = _crop_calibration(runner, opts.protocol)
 
     skipped: list[str] = []
     notes: list[str] = []
-    records, groups = _load_records(dataset, root, split, scheme, skipped if skip_bad else None, notes)
-    kept, transforms = _crop_windows(records, protocol, info, calibration, skip_bad, skipped)
-    done, preds, detections = _predict(runner, kept, transforms, skip_bad, skipped, progress)
+    records, groups = _load_records(dataset, root, split, scheme, skipped if opts.skip_bad else None, notes)
+    kept, transforms = _crop_windows(records, opts.protocol, info, calibration, opts.skip_bad, skipped)
+    kept, transforms = _normalisable(kept, transforms, lm_scheme, opts.normalizer, opts.skip_bad, skipped)
+    done, preds, detections = _predict(runner, kept, transforms, opts.skip_bad, skipped, opts.progress)
     if not done:
         raise DataError(f"{dataset} {split!r} under {root}: no face could be evaluated")
-    scores = _score(records, groups, done, preds, lm_scheme, normalizer, threshold, protocol)
+    scores = _score(records, groups, done, preds, lm_scheme, opts)
     if not scores.results:
         raise DataError(f"{dataset} {split!r}: every reported subset is empty after skipping bad faces")
 
-    out = output_folder(out_dir)
+    out = output_folder(out_dir, option="out_dir")
     pts_names = _write_pts(out, done, preds)
-    _write_ced(out, scores.results, threshold, f"{dataset} {split} ({protocol} crop, {normalizer})", notes)
+    _write_ced(out, scores.results, opts.threshold,
+               f"{dataset} {split} ({opts.protocol} crop, {opts.normalizer})", notes)
+    data = {"dataset": dataset, "root": str(root), "split": split, "scheme": lm_scheme.name, "count": len(done),
+            "skipped": len(skipped), "notes": notes}
     report = {
-        "protocol": _protocol(protocol, info, calibration, normalizer, lm_scheme, scores.box_source, threshold,
-                              flip_test, runner, dataset, root, split, len(done), len(skipped), notes),
+        "protocol": _protocol(opts, runner, calibration, _normalizer_points(lm_scheme, opts.normalizer,
+                                                                            scores.box_source), data),
         "subsets": {name: r.summary for name, r in scores.results.items()},
         "per_image": [
             {"name": r.name, "subset": r.subset, "nme": float(e), "pts": f"pts/{pn}.pts" if p is not None else None}
@@ -102,24 +119,24 @@ def evaluate_model(model: str | Path, dataset: str, root: str | Path, split: str
         ],
         "skipped": skipped,
     }
-    if protocol == "detector":
+    if opts.protocol == "detector":
         _add_detections(report, detector_name, scores.found, detections)
     atomic_write_json(out / "metrics.json", report, indent=2)
     return report
 
 
-def _protocol(protocol: str, info: Any, calibration: BoxCalibration | None, normalizer: str, lm_scheme: Any,
-              box_source: str | None, threshold: float, flip_test: bool, runner: Any, dataset: str,
-              root: str | Path, split: str, count: int, skipped: int, notes: list[str]) -> dict[str, Any]:
-    """metrics.json's "protocol": how the numbers were made (crop, normaliser, AUC, model, data)."""
+def _protocol(opts: EvaluationOptions, runner: Any, calibration: BoxCalibration | None, normalizer_points: str,
+              data: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's "protocol": how the numbers were made (crop, normaliser, AUC, model), then `data`."""
+    info = runner.info
     return {
-        "crop": protocol,
+        "crop": opts.protocol,
         "crop_margin": info.crop_margin,
         "box_calibration": asdict(calibration) if calibration is not None else None,
-        "normalizer": normalizer,
-        "normalizer_points": _normalizer_points(lm_scheme, normalizer, box_source),
-        "threshold": float(threshold),
-        "flip_test": bool(flip_test),
+        "normalizer": opts.normalizer,
+        "normalizer_points": normalizer_points,
+        "threshold": float(opts.threshold),
+        "flip_test": bool(opts.flip_test),
         "auc": AUC_METHOD,
         "auc_paper_code": PAPER_CODE_AUC,
         "frame": "original image (NME is scale-invariant: equals the crop-frame value)",
@@ -128,28 +145,23 @@ def _protocol(protocol: str, info: Any, calibration: BoxCalibration | None, norm
         "arch": info.arch,
         "input_size": info.input_size,
         "space": info.space,
-        "dataset": dataset,
-        "root": str(root),
-        "split": split,
-        "scheme": lm_scheme.name,
-        "count": count,
-        "skipped": skipped,
-        "notes": notes,
+        **data,
     }
 
 
-def _check_options(protocol: str, normalizer: str, threshold: float, batch_size: int) -> None:
-    if protocol not in EVAL_PROTOCOLS:
-        raise ConfigError(f"unknown crop protocol {protocol!r} for evaluation: choose one of {', '.join(EVAL_PROTOCOLS)}")
-    if normalizer not in NORMALIZERS:
-        raise ConfigError(f"unknown normalizer {normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
-    if not threshold > 0:
-        raise ConfigError(f"threshold must be positive, got {threshold}")
-    if protocol == "detector" and not threshold < MISS_NME:
-        raise ConfigError(f"with --protocol detector the threshold must be below {MISS_NME:g}, the NME a missed "
-                          f"face is scored with; got {threshold}")
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+def _check_options(opts: EvaluationOptions) -> None:
+    if opts.protocol not in EVAL_PROTOCOLS:
+        raise ConfigError(f"unknown crop protocol {opts.protocol!r} for evaluation: choose one of "
+                          f"{', '.join(EVAL_PROTOCOLS)}")
+    if opts.normalizer not in NORMALIZERS:
+        raise ConfigError(f"unknown normalizer {opts.normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
+    if not opts.threshold > 0:
+        raise ConfigError(f"threshold must be positive, got {opts.threshold}")
+    if opts.protocol == "detector" and not opts.threshold < MISS_NME:
+        raise ConfigError(f"with {{protocol}}=detector the threshold must be below {MISS_NME:g}, the NME a "
+                          f"missed face is scored with; got {opts.threshold}", parameters=("protocol",))
+    if opts.batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {opts.batch_size}")
 
 
 def _crop_calibration(runner: Any, protocol: str) -> tuple[BoxCalibration | None, str | None]:
@@ -158,7 +170,7 @@ def _crop_calibration(runner: Any, protocol: str) -> tuple[BoxCalibration | None
     if protocol == "box":
         if "box" not in runner.info.box_calibrations:
             raise ModelError(f"{runner.model_path}: model has no 'box' crop calibration, so the box protocol "
-                             f"cannot reproduce its training crop; use --protocol gt")
+                             f"cannot reproduce its training crop; use {{protocol}}=gt", parameters=("protocol",))
         return BoxCalibration(**runner.info.box_calibrations["box"]), None
     if protocol == "detector":
         detector_name = runner.face_detector.name  # a detector that is not installed: one line, now
@@ -178,7 +190,7 @@ def _crop_windows(records: list[FaceRecord], protocol: str, info: Any, calibrati
                 t = gt_crop(rec.landmarks, info.input_size, info.crop_margin)
             elif protocol == "box":
                 if rec.box is None:
-                    raise DataError(f"{rec.name}: no face box, required by --protocol box")
+                    raise DataError(f"{rec.name}: no face box, required by {{protocol}}=box", parameters=("protocol",))
                 t = box_crop(rec.box, info.input_size, calibration)
             else:
                 t = None  # from the detection, once the image is read
@@ -192,6 +204,23 @@ def _crop_windows(records: list[FaceRecord], protocol: str, info: Any, calibrati
     return kept, transforms
 
 
+def _normalisable(records: list[FaceRecord], transforms: list[CropTransform | None], scheme: Any, normalizer: str,
+                  skip_bad: bool, skipped: list[str]) -> tuple[list[FaceRecord], list[CropTransform | None]]:
+    """The records whose ground truth gives the normaliser a length (inter-ocular, inter-pupil): one whose
+    two eye points coincide has no NME; it is refused by name, or skipped with skip_bad, before inference."""
+    if normalizer not in ("inter-ocular", "inter-pupil") or not records:
+        return records, transforms
+    d = normalizing_distance(np.stack([r.landmarks for r in records]), scheme, normalizer)
+    for i in np.flatnonzero(~(d > 0)):
+        points = _normalizer_points(scheme, normalizer, None)
+        message = f"{records[i].name}: {normalizer} distance is zero (its {points} coincide), so it has no NME"
+        if not skip_bad:
+            raise DataError(message)
+        skipped.append(message)
+    keep = d > 0
+    return [r for r, k in zip(records, keep) if k], [t for t, k in zip(transforms, keep) if k]
+
+
 @dataclass
 class _Scores:
     nme: np.ndarray  # per evaluated face, MISS_NME for a miss
@@ -201,8 +230,9 @@ class _Scores:
 
 
 def _score(records: list[FaceRecord], groups: dict[str, list[int]], done: list[FaceRecord], preds: list,
-           lm_scheme: Any, normalizer: str, threshold: float, protocol: str) -> _Scores:
+           lm_scheme: Any, opts: EvaluationOptions) -> _Scores:
     """Per-face NME in the original image and the summaries of each subset (misses counted apart)."""
+    normalizer = opts.normalizer
     found = np.array([p is not None for p in preds], dtype=bool)
     record_index = {id(r): i for i, r in enumerate(records)}
     orig_idx = [record_index[id(r)] for r in done]
@@ -225,8 +255,8 @@ def _score(records: list[FaceRecord], groups: dict[str, list[int]], done: list[F
     for name, idx in subsets.items():
         if idx.size == 0:
             continue
-        summary = summarize(nme_all[idx], threshold, normalizer)
-        if protocol == "detector":
+        summary = summarize(nme_all[idx], opts.threshold, normalizer)
+        if opts.protocol == "detector":
             hits = idx[found[idx]]
             summary["misses"] = int(idx.size - hits.size)
             summary["nme_detected"] = float(100 * nme_all[hits].mean()) if hits.size else None
@@ -293,7 +323,8 @@ def _load_records(dataset: str, root: str | Path, split: str, scheme, errors: li
                       if set(parts := TEST_SUBSETS[name]) <= set(wanted) and set(parts) <= set(present)}
             if not groups:
                 raise DataError(f"300-W split {split!r}: folder(s) missing under {root}: {', '.join(missing)}; "
-                                f"evaluate a present sub-folder instead (e.g. --split lfpw/testset)")
+                                f"evaluate a present sub-folder instead (e.g. {{split}}=lfpw/testset)",
+                                parameters=("split",))
             return records, groups
     records = load_dataset(dataset, root, split, scheme=scheme, errors=errors)
     everything = list(range(len(records)))

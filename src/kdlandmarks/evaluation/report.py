@@ -105,23 +105,35 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
     if len(thresholds) != 1:
         raise DataError(f"evaluations use different thresholds {sorted(thresholds)}; compare like with like")
     threshold = thresholds.pop()
-    paired = {}
-    if baseline is not None:
-        reference = faces[baseline]
-        for label, scored in faces.items():
-            if label == baseline:
-                continue
-            if scored.keys() != reference.keys():
-                raise DataError(f"{label!r} and the baseline {baseline!r} scored different faces "
-                                f"({len(scored)} and {len(reference)}); pair like with like")
-            keys = sorted(reference)
-            paired[label] = paired_difference(np.array([scored[k] for k in keys]),
-                                              np.array([reference[k] for k in keys]))
+    paired = _paired_with_baseline(faces, baseline) if baseline is not None else {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if matplotlib_missing() is None:  # without matplotlib (the default install): table and CSV only
         plot_ced(curves, out / "ced.png", threshold=threshold, title=title)
     write_ced_csv(curves, out / "ced.csv", threshold=threshold)
+    table = _table(rows, threshold, paper, baseline, paired)
+    atomic_write_text(out / "table.md", table)
+    return table
+
+
+def _paired_with_baseline(faces: dict[str, dict[str, float]], baseline: str) -> dict[str, dict[str, float]]:
+    """paired_difference of every other label's per-face NME against the baseline's, over the same faces."""
+    reference = faces[baseline]
+    paired = {}
+    for label, scored in faces.items():
+        if label == baseline:
+            continue
+        if scored.keys() != reference.keys():
+            raise DataError(f"{label!r} and the baseline {baseline!r} scored different faces "
+                            f"({len(scored)} and {len(reference)}); pair like with like")
+        keys = sorted(reference)
+        paired[label] = paired_difference(np.array([scored[k] for k in keys]), np.array([reference[k] for k in keys]))
+    return paired
+
+
+def _table(rows: list[tuple[str, str, dict]], threshold: float, paper: dict[str, str] | None, baseline: str | None,
+           paired: dict[str, dict[str, float]]) -> str:
+    """table.md: one row per evaluation, the paper's column and the paired columns where asked for."""
     pct = f"{threshold:g}"
     head = f"| model | subset | faces | NME (%) | FR@{pct} (%) | AUC@{pct} | AUC (paper code) |"
     sep = "|---|---|---|---|---|---|---|"
@@ -150,5 +162,4 @@ def compare(evaluations: dict[str, str | Path], out_dir: str | Path, subset: str
                   "(negative: the model is better); 95 % percentile bootstrap over faces; NME ratio: model's mean NME over "
                   f"{baseline}'s on those faces; p: two-sided sign-flip "
                   f"randomisation test ({d['resamples']:,} resamples, seed {d['seed']}).\n")
-    atomic_write_text(out / "table.md", table)
     return table

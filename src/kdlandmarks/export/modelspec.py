@@ -8,14 +8,15 @@ settings, never typed by hand, so the two runtimes cannot drift apart:
 - ``model``: the ONNX file, its input/output names, input size and point count;
 - ``input``: how a crop becomes the network input (layout, channel order, x = (pixel * scale - mean) / std);
 - ``codec``: the coordinate space of the output and how it decodes to input pixels (codec.LandmarkCodec);
-- ``crop``: the crop window (crop.CropTransform: pixel centres, area pre-shrink, bilinear, replicated
-  border) and the crop margin the model was trained at;
+- ``crop``: the crop window (crop.CropTransform: pixel centres, area pre-shrink of the region the crop
+  reads, bilinear, replicated border) and the crop margin the model was trained at;
 - ``box_calibrations``: the box-to-crop calibration per box source (detector), resolved the way
-  LandmarkDetector resolves it (the model file's own, else detection.DEFAULT_CALIBRATIONS rescaled to
+  LandmarkDetector resolves it (the model file's own, else calibration.DEFAULT_CALIBRATIONS rescaled to
   the model's margin);
 - ``detector``: RetinaFace's file, input conversion, anchors, variances, thresholds and resizing
-  (detection.RetinaFaceDetector with its default arguments, inference.DETECT_MAX_SIDE);
-- ``smoothing``: the One-Euro and tracker parameters of video.LandmarkSmoother's defaults (``predict``).
+  (detection.RetinaFaceDetector with its default arguments, detector.DETECT_MAX_SIDE);
+- ``smoothing``: the One-Euro settings of video.DEFAULT_SMOOTHING (``predict``, the LandmarkTracker);
+- ``tracking``: tracking.LandmarkTracker's defaults (the web app's webcam mode tracks as it does).
 
 `write_model_spec` writes it (``kdlandmarks export`` does so beside each ONNX file it writes;
 ``kdlandmarks web --write-spec MODEL`` rewrites a shipped model's); tests/test_web.py checks that the
@@ -24,7 +25,6 @@ Torch-free: it needs onnxruntime only to read the ONNX file's metadata.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,6 @@ DETECTOR = "retinaface"  # the detector whose parameters the description carries
 def spec_path(onnx_path: str | Path) -> Path:
     """Where the description of an ONNX model lives: the same name with .json."""
     return Path(onnx_path).with_suffix(".json")
-
-
-def _defaults(fn: Any) -> dict[str, Any]:
-    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def resolved_calibrations(info: ModelInfo) -> dict[str, dict[str, float]]:
@@ -93,20 +88,34 @@ def detector_spec() -> dict[str, Any]:
 
 
 def smoothing_spec() -> dict[str, Any]:
-    """The One-Euro filter and IoU tracker parameters of LandmarkSmoother's defaults (``predict --smooth``)."""
-    from kdlandmarks.inference.video import LandmarkSmoother
+    """The One-Euro settings of video.DEFAULT_SMOOTHING (predict, detect_video, LandmarkTracker) and the
+    frame rate assumed without timestamps."""
+    from kdlandmarks.inference.video import DEFAULT_FPS, DEFAULT_SMOOTHING
 
-    opts = _defaults(LandmarkSmoother.__init__)
-    return {"filter": "one-euro", "units": "face size (sqrt of the first box's area)",
-            "min_cutoff": float(opts["min_cutoff"]), "beta": float(opts["beta"]),
-            "d_cutoff": float(opts["d_cutoff"]), "fps": float(opts["fps"]),
-            "iou_threshold": float(opts["iou_threshold"]), "max_missed": int(opts["max_missed"])}
+    return {"filter": "one-euro-face", "units": "face size (sqrt of the first box's area)",
+            # video.FaceFilter: one cutoff for all of a face's coordinates, from the face's speed
+            "speed": "norm of the d_cutoff-low-passed rate of change of (centre x, centre y, spread) of the "
+                     "points from the last filtered face, spread = RMS distance of the points from their mean; "
+                     "cutoff = min_cutoff + beta * speed",
+            **DEFAULT_SMOOTHING.to_dict(), "fps": float(DEFAULT_FPS)}
+
+
+def tracking_spec() -> dict[str, Any]:
+    """tracking.LandmarkTracker's defaults (every field of DEFAULT_TRACKING: when the face detector runs,
+    how its faces match tracks, how its crops follow them), the box source whose calibration turns a
+    track's box into its crop, and how far outside the frame (face sides) a track's centre may go."""
+    from dataclasses import asdict
+
+    from kdlandmarks.inference.tracking import DEFAULT_TRACKING, EDGE_REACH, TRACK_BOX_SOURCE
+
+    return {**asdict(DEFAULT_TRACKING), "box_source": TRACK_BOX_SOURCE, "edge_reach": EDGE_REACH}
 
 
 def model_spec(info: ModelInfo, onnx_file: str = "model.onnx", input_name: str = "images",
                output_name: str = "landmarks") -> dict[str, Any]:
     """The runtime description (see the module docstring) of a model with this ModelInfo."""
     from kdlandmarks.data.codec import LandmarkCodec
+    from kdlandmarks.data.crop import AREA_GRID_TOLERANCE
 
     codec = LandmarkCodec(info.input_size, info.space)  # checks the space name
     return {
@@ -118,34 +127,24 @@ def model_spec(info: ModelInfo, onnx_file: str = "model.onnx", input_name: str =
         "codec": {"space": codec.space, "interleaved": True,
                   "decode": ("x = (u + 0.5) * input_size - 0.5" if codec.space == "normalized" else "x = u")},
         "crop": {"margin": float(info.crop_margin), "square": True, "pixel_centres": True,
-                 "shrink": "area", "interpolation": "bilinear", "border": "replicate"},
+                 "shrink": "area", "interpolation": "bilinear", "border": "replicate",
+                 # a shrinking crop's region starts this close (shrunk pixels) to a bin edge of the whole image's
+                 "area_grid_tolerance": AREA_GRID_TOLERANCE},
         "box_calibrations": resolved_calibrations(info),
         "detector": detector_spec(),
         "smoothing": smoothing_spec(),
+        "tracking": tracking_spec(),
     }
 
 
 def onnx_model_spec(onnx_path: str | Path) -> dict[str, Any]:
-    """The description of an exported model, from its ONNX metadata and input/output names."""
-    import onnxruntime as ort
+    """The description of an exported model, from its ModelInfo (read from the ONNX metadata by
+    runtime.OnnxRegressor, the one reader of it) and its input/output names."""
+    from kdlandmarks.inference.runtime import OnnxRegressor
 
-    from kdlandmarks.inference.runtime import METADATA_KEY
-
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise ModelError(f"{path}: ONNX model file not found")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own pybind types for corrupt files
-        raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ModelError(f"{path}: ONNX model has no kdlandmarks metadata (export it with `kdlandmarks export`)")
-    try:
-        info = ModelInfo(**json.loads(meta[METADATA_KEY]))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable kdlandmarks metadata ({exc})") from None
-    return model_spec(info, path.name, session.get_inputs()[0].name, session.get_outputs()[0].name)
+    network = OnnxRegressor(onnx_path, threads=1)
+    return model_spec(network.info, network.path.name, network.session.get_inputs()[0].name,
+                      network.session.get_outputs()[0].name)
 
 
 def dumps(spec: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ available as ``exporter="dynamo"`` for when the legacy one is removed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 import warnings
@@ -24,9 +25,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from kdlandmarks.errors import ModelError
+from kdlandmarks.errors import ConfigError, ModelError
 from kdlandmarks.extras import require_train
-from kdlandmarks.fileio import atomic_path
+from kdlandmarks.fileio import atomic_path, check_writable
 from kdlandmarks.models.info import ModelInfo
 # The runner and the crop-to-input step, here for the callers that import them from export.
 from kdlandmarks.inference.runtime import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, QUANT_KEY, OnnxRegressor,  # noqa: F401
@@ -41,6 +42,32 @@ MIN_OPSET, MAX_TORCHSCRIPT_OPSET = 7, 20  # torch.onnx's TorchScript exporter (t
 # --------------------------------------------------------------------------------------------------
 # Export
 # --------------------------------------------------------------------------------------------------
+
+def check_export_target(model: Any, out: str | Path, sidecar: str | Path | None = None) -> Path:
+    """`out` as a Path when an export of `model` (a name, a path or an in-memory pair) may be written there;
+    else one error, before any work: `out` must be a .onnx file that is not the model itself, in a folder
+    that takes files, and `sidecar` (a file written beside it, e.g. modelspec.spec_path(out)) must be
+    absent or a model description that kdlandmarks wrote, never a user's file."""
+    from kdlandmarks.export.modelspec import read_model_spec
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"{out}: an ONNX export is written to a file ending in .onnx")
+    if not isinstance(model, tuple):
+        from kdlandmarks.models.zoo import resolve_model
+
+        source = resolve_model(model)
+        if out.resolve() == source.resolve() or (sidecar is not None and Path(sidecar).resolve() == source.resolve()):
+            raise ConfigError(f"{out}: this would overwrite the model being exported ({source}); choose another file")
+    if sidecar is not None and os.path.lexists(sidecar):
+        try:
+            read_model_spec(sidecar)
+        except ModelError:
+            raise ConfigError(f"{sidecar}: a file that kdlandmarks did not write is where the model description "
+                              f"of {out.name} goes; it was left as it was: move it or choose another .onnx "
+                              "name") from None
+    return check_writable(out)
+
 
 def resolve_network(model: Any) -> tuple[Any, ModelInfo, str]:
     """A model name/path or an in-memory (model, info) pair -> (eval model, info, label)."""
@@ -119,8 +146,8 @@ def export_onnx(model: str | Path | tuple, out: str | Path, opset: int = DEFAULT
     import onnx
     import torch
 
+    out = check_export_target(model, out)
     net, info, label = resolve_network(model)
-    out = Path(out)
     size = int(info.input_size)
     if exporter == "torchscript" and not MIN_OPSET <= opset <= MAX_TORCHSCRIPT_OPSET:
         # checked here: the exporter's own failure also prints the whole graph to stdout
@@ -286,12 +313,10 @@ def export_onnx_int8(model: str | Path | tuple, out: str | Path, opset: int = DE
     """
     import tempfile
 
-    from kdlandmarks.errors import ConfigError
-
     if check_faces < 1 or calibration_faces < 1:
-        raise ConfigError("--check-faces and --calibration-faces must be at least 1")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        raise ConfigError("{check_faces} and {calibration_faces} must be at least 1",
+                          parameters=("check_faces", "calibration_faces"))
+    out = check_export_target(model, out)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".kdl-export-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         report = export_onnx(model, fp32, opset=opset, dynamic_batch=dynamic_batch, check_count=check_faces,

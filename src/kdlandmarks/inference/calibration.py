@@ -1,8 +1,12 @@
-"""Box-to-crop calibration of a face detector, measured on annotated faces: which of its detections is the
-annotated face, the calibration (crop.BoxCalibration.fit) that maps its boxes to the crops the models
-were trained on, and how far calibrated crops land from the ground-truth crops. Tooling for
-benchmarks/calibrate_detector.py, benchmarks/detection_rate.py and the tests; inference only reads the
-resulting calibrations (detection.DEFAULT_CALIBRATIONS, ModelInfo.box_calibrations).
+"""Box-to-crop calibrations: how a face detector's box (or a given box of a named convention) becomes the
+crop a model was trained on.
+
+- The shipped calibrations (`DEFAULT_CALIBRATIONS`, one per detector and box convention) and the one
+  resolver every caller uses (`resolve_calibration`: the model file's own, else the shipped default at
+  the model's margin, else the identity).
+- Measuring a calibration on annotated faces (`calibrate_detector`, `calibration_errors`): which detection
+  is the annotated face and how far calibrated crops land from the ground-truth crops. Tooling for
+  benchmarks/calibrate_detector.py, benchmarks/detection_rate.py and the tests.
 """
 from __future__ import annotations
 
@@ -78,8 +82,9 @@ def check_box_source(name: Any, extra: Iterable[str] = ()) -> str:
     return name
 
 
-# Calibration tooling (used by benchmarks/ and tests, not at inference) lives in calibration.py; these
-
+# --------------------------------------------------------------------------------------------------
+# Measuring a calibration on annotated faces (benchmarks and tests; inference never runs this)
+# --------------------------------------------------------------------------------------------------
 
 def detector_pairs(detector: Any, records: Iterable[Any], progress: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

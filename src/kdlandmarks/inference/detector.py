@@ -4,10 +4,11 @@ back. The shipped models run on onnxruntime, so this path never imports torch (t
 none); a .pt/.ckpt model file or backend "torch" needs the `train` extra.
 
     from kdlandmarks import LandmarkDetector
-    detector = LandmarkDetector()                                    # the default shipped student
+    detector = LandmarkDetector()                                    # the default shipped student (its int8 export)
     faces = detector.detect(image_rgb)                               # [Face(box, score, landmarks (N, 2))]
     faces = detector.detect(image_rgb, boxes=[[x0, y0, x1, y1]])     # your own (RetinaFace-style) face boxes
     faces = detector.detect(image_rgb, boxes=boxes, box_source="dlib")  # boxes of another convention
+    detector = LandmarkDetector("kd-student-300w-lite:fp32")          # a shipped student's fp32 export
     detector = LandmarkDetector.from_pretrained("model.onnx")        # an exported model on onnxruntime
     detector = LandmarkDetector(flip_test=True)                      # flip test: average with the mirror
     faces = detector.detect(image_rgb, flip_test=False)              # ... or choose per call
@@ -31,22 +32,36 @@ it has a calibration); an unknown name is a ConfigError. Faces the detector find
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from kdlandmarks.data.crop import BoxCalibration, CropTransform, box_crop
+from kdlandmarks.data.crop import BoxCalibration, CropTransform, box_crop, gt_crop, roll_angle
+from kdlandmarks.data.flip import flip_scheme, run_flip_test
+from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.inference.detection import Detection, FaceDetector, check_boxes, create_detector, resolve_detector_name
+from kdlandmarks.inference.detection.base import box_iou
+from kdlandmarks.inference.detection.rotations import RotationSearch, turned_back, turned_box_back
 from kdlandmarks.inference.calibration import box_source_names, check_box_source, resolve_calibration
-from kdlandmarks.data.images import check_image, shrink
-from kdlandmarks.errors import ConfigError, DataError, FlipTestError, KDLandmarksError, ModelError
-from kdlandmarks.inference.runtime import BACKENDS, load_runner, to_batch, torch_device, torch_runner  # noqa: F401 (torch_device: API)
+from kdlandmarks.data.images import check_image, shrink, too_small
+from kdlandmarks.errors import ConfigError, DataError, KDLandmarksError, ModelError
+from kdlandmarks.inference.video import DEFAULT_SMOOTHING, SmoothingOptions
+from kdlandmarks.inference.runtime import (BACKENDS, InputBuffers, check_network_output, fill_input,  # noqa: F401
+                                           load_runner, to_batch, torch_device, torch_runner)  # to_batch, torch_device: API
 from kdlandmarks.models.zoo import DEFAULT_MODEL
 
 DEFAULT_BOX_SOURCE = "retinaface"  # given boxes are taken to be RetinaFace-like face boxes
 DETECT_MAX_SIDE = 2048  # detectors see a copy of a larger image shrunk to this long side (pixels)
+# Faces whose detector keypoints say they are rolled by more than this are cropped turned upright. Below it
+# the crop stays upright: the students trained with rotations of +-25 degrees, and the keypoints' roll is
+# itself off by about 8 degrees (RetinaFace on rolled 300-W validation faces, benchmarks/roll_robustness.py).
+ROLL_THRESHOLD = math.radians(15)
+# A rolled face's crop is refined again while its predicted eye corners still disagree with the crop's roll
+# by more than this (at most roll_passes passes): a rough first roll (keypoints off by 45 degrees) settles.
+ROLL_SETTLED = math.radians(10)
 
 
 @dataclass
@@ -60,54 +75,6 @@ class Face:
     def to_dict(self, decimals: int = 2) -> dict[str, Any]:
         return {"box": [round(float(v), decimals) for v in self.box], "score": round(float(self.score), 4),
                 "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.landmarks]}
-
-
-def flip_scheme(info: Any, where: Any = None) -> Any:
-    """The LandmarkScheme flip test relabels a model's points with: the model's own (ModelInfo.scheme).
-
-    FlipTestError (one line) when it cannot be read, does not match the model's point count, or has no
-    flip pairs.
-    """
-    from kdlandmarks.data.schemes import get_scheme
-
-    what = f"{where}: " if where else ""
-    name = getattr(info, "scheme", None)
-    try:
-        scheme = get_scheme(name)
-    except ConfigError as exc:
-        raise FlipTestError(f"{what}flip test needs the model's landmark scheme {name!r}, which cannot be read "
-                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if scheme.num_points != int(info.num_points):
-        raise FlipTestError(f"{what}flip test: landmark scheme {scheme.name!r} has {scheme.num_points} points, "
-                            f"the model predicts {info.num_points}")
-    if not scheme.flip_pairs:
-        raise FlipTestError(f"{what}flip test needs flip pairs, and landmark scheme {scheme.name!r} has none; "
-                            "run without flip test")
-    return scheme
-
-
-def with_mirrors(batch: np.ndarray) -> np.ndarray:
-    """(B, 3, S, S) network input -> (2B, 3, S, S): the batch, then each image mirrored left-right (exactly:
-    a reversal of the width axis)."""
-    return np.concatenate([batch, batch[..., ::-1]])
-
-
-def merge_flip_views(plain: Any, mirrored: Any, scheme: Any, size: int) -> Any:
-    """The flip-test average of (..., N, 2) points in the pixels of a `size`-wide network input: `plain` on
-    the input, `mirrored` on its mirror image. The mirrored view is mirrored back (x -> size - 1 - x) and
-    permuted with the scheme's flip_index, so that each point returns to its own index, then averaged.
-    numpy arrays (float64 out) or torch tensors (dtype and device kept: the training loop's teachers)."""
-    if not hasattr(plain, "new_tensor"):
-        plain = np.asarray(plain, dtype=np.float64)
-    return 0.5 * (plain + scheme.flip(mirrored, size))
-
-
-def run_flip_test(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, codec: Any, scheme: Any) -> np.ndarray:
-    """Flip-test landmarks (B, N, 2) in input pixels for a (B, 3, S, S) float32 batch: `run` (the network,
-    (M, 3, S, S) -> (M, 2N)) is called once, on the batch and its mirrors together (2B images)."""
-    b = len(batch)
-    points = codec.decode(np.asarray(run(with_mirrors(batch)), dtype=np.float64))
-    return merge_flip_views(points[:b], points[b:], scheme, codec.input_size)
 
 
 @dataclass
@@ -140,6 +107,12 @@ class LandmarkDetector:
     """
 
     detect_max_side: int | None = DETECT_MAX_SIDE
+    #: detector faces rolled past this (radians) are cropped turned upright, in two passes (None: never turn)
+    roll_threshold: float | None = ROLL_THRESHOLD
+    #: at most this many network passes refine a rolled face's crop before the final one
+    roll_passes: int = 3
+    #: when the detector finds no face, also search the image turned by quarter turns (faces lying sideways)
+    search_rotations: bool = False
 
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu", backend: str | None = None,
                  detector: str | FaceDetector | Callable[..., Any] = "auto", num_points: int | None = None,
@@ -172,6 +145,7 @@ class LandmarkDetector:
         self._calibration = calibration
         self.flip_test = bool(flip_test)
         self._flip_scheme: Any = None
+        self._buffers = InputBuffers()  # per thread: one detector may serve many threads
         if self.flip_test:
             _ = self.flip_scheme  # fail now (one line), not at the first face
 
@@ -193,6 +167,11 @@ class LandmarkDetector:
         """Wrap an in-memory LandmarkRegressor and its ModelInfo (e.g. right after training)."""
         return cls(device=device, _loaded=(model, info), **kwargs)
 
+    def set_network(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Run the network through `run` ((B, 3, S, S) float32 -> (B, 2N)) from now on: e.g. the same .onnx
+        on an OnnxRegressor with its own thread count (benchmarks/box_perturbation.py)."""
+        self._run = run
+
     def _load(self, model: str | Path, backend: str | None, device: str) -> None:
         self._run, self.info, self.model_path, self.backend, self.device = load_runner(model, backend, device)
 
@@ -206,20 +185,17 @@ class LandmarkDetector:
         return int(self.info.input_size)
 
     @property
+    def quantization(self) -> dict[str, Any] | None:
+        """How an int8 ONNX model was quantised (its metadata); None for a float model."""
+        return getattr(self._run, "quantization", None)
+
+    @property
     def face_detector(self) -> FaceDetector:
         """The face detector, created on first use (so that box-only use needs none installed)."""
         if self._detector is None:
-            self._detector = create_detector(self._detector_spec, **self._detector_options)
+            detector = create_detector(self._detector_spec, **self._detector_options)
+            self._detector = RotationSearch(detector) if self.search_rotations else detector
         return self._detector
-
-    @property
-    def detector(self) -> FaceDetector:
-        """Deprecated alias of face_detector (this object is the landmark detector)."""
-        import warnings
-
-        warnings.warn("LandmarkDetector.detector is deprecated; use LandmarkDetector.face_detector",
-                      DeprecationWarning, stacklevel=2)
-        return self.face_detector
 
     @property
     def detector_name(self) -> str | None:
@@ -295,29 +271,37 @@ class LandmarkDetector:
         if len(boxes) != len(images):
             raise DataError(f"boxes: got {len(boxes)} box lists for {len(images)} images")
         given_calibration = self.calibration_for(box_source)  # checks the name before any work
-        items = [self._crop_faces(image, given, given_calibration, f"image {i}")
+        items = [self._face_windows(image, given, given_calibration, f"image {i}")
                  for i, (image, given) in enumerate(zip(images, boxes))]
-        return self.faces_from_crops(items, flip_test)
+        sources = [(image, t) for image, item in zip(images, items) for t in item.transforms]
+        return self._faces(items, self._predict(sources, _warp_into, flip_test))
 
     def detect_video(self, path: str | Path, boxes: Any = None, box_source: str | None = None,
-                     smooth: bool = True, batch_size: int | None = None) -> Iterator[Any]:
+                     smoothing: SmoothingOptions | None = DEFAULT_SMOOTHING, tracking: Any = None,
+                     max_pixels: int | None = None) -> Iterator[Any]:
         """Yield a video.VideoFrame (index, time, RGB image, faces, track ids) for every frame of the video
-        file `path`, read and run in batches of `batch_size` frames (default: the detector's batch size).
+        file `path`, decoded one frame at a time and tracked by a tracking.LandmarkTracker: each face is
+        cropped from its landmarks on the previous frame, and the face detector runs only to find new
+        faces and re-acquire lost ones (`tracking`: a TrackingOptions, default DEFAULT_TRACKING).
 
-        With `smooth` (default) faces are tracked across frames (IoU) and each track's landmarks and box are
-        One-Euro-filtered (video.LandmarkSmoother); without it faces are per frame and their track ids None.
-        `boxes` / `box_source`: the same given boxes for every frame (see detect). A video that cannot be
-        opened, or has no readable frame, raises DataError when iteration reaches it.
+        `smoothing`: the One-Euro settings of each track's landmarks and box (video.SmoothingOptions), or
+        None for the raw landmarks. `boxes` / `box_source`: the same given boxes for every frame (see
+        detect). `max_pixels`: refuse videos with larger frames. A video that cannot be opened, is
+        refused, or has no readable frame raises DataError when iteration reaches it. For frames of a
+        camera, use a LandmarkTracker directly.
 
             for frame in detector.detect_video("clip.mp4"):
                 for track, face in zip(frame.tracks, frame.faces): ...
         """
-        from kdlandmarks.inference.video import VideoStream, track_frames
+        from kdlandmarks.inference.tracking import DEFAULT_TRACKING, LandmarkTracker, track_frames
+        from kdlandmarks.inference.video import VideoStream
 
         if box_source is not None:
             self.calibration_for(box_source)  # an unknown name: an error before the video is read
-        with VideoStream(path) as stream:
-            yield from track_frames(self, stream, boxes, box_source, smooth, batch_size)
+        with VideoStream(path, max_pixels) as stream:
+            tracker = LandmarkTracker(self, smoothing=smoothing, tracking=tracking or DEFAULT_TRACKING,
+                                      boxes=boxes, box_source=box_source, fps=stream.fps)
+            yield from track_frames(stream, tracker)
 
     def crop_faces(self, image: np.ndarray, boxes: Any = None, box_source: str | None = None,
                    name: str = "image") -> "FaceCrops":
@@ -334,31 +318,93 @@ class LandmarkDetector:
 
     def faces_from_crops(self, items: Sequence["FaceCrops"], flip_test: bool | None = None) -> list[list[Face]]:
         """The second half of detect_batch(): landmarks for the crops of each item (one per image)."""
-        points = self._predict([c for item in items for c in item.crops], flip_test)
+        crops = [c for item in items for c in item.crops]
+        return self._faces(items, self._predict(crops, fill_input, flip_test))
+
+    def _faces(self, items: Sequence["FaceCrops"], points: np.ndarray) -> list[list[Face]]:
+        """Each item's faces, given the landmarks (input pixels) of all their crops in order."""
         out: list[list[Face]] = []
         k = 0
         for item in items:
-            faces = []
-            for box, score, t in zip(item.boxes, item.scores, item.transforms):
-                faces.append(Face(box.copy(), float(score), t.to_image(points[k])))
-                k += 1
-            out.append(faces)
+            out.append([Face(box.copy(), float(score), t.to_image(points[k + j]))
+                        for j, (box, score, t) in enumerate(zip(item.boxes, item.scores, item.transforms))])
+            k += len(item.transforms)
         return out
 
     def _crop_faces(self, image: np.ndarray, given: Any, given_calibration: BoxCalibration,
                     name: str) -> "FaceCrops":
+        item = self._face_windows(image, given, given_calibration, name)
+        item.crops = [t.warp(image) for t in item.transforms]
+        return item
+
+    def _face_windows(self, image: np.ndarray, given: Any, given_calibration: BoxCalibration,
+                      name: str) -> "FaceCrops":
+        """One image's faces and their crop transforms, without the crops (the image is still at hand)."""
         if given is None:
-            dets = self._detect_faces(image)
+            dets = self._detect_faces(image, name)
             bxs = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
             scores = np.array([d.score for d in dets], dtype=np.float64)
             calibration = self.detector_calibration(self.face_detector.name)
+            dets = [self._sideways_redetected(image, d, name) for d in dets]
+            bxs = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+            angles = [self._keypoint_roll(d) for d in dets]
         else:
-            bxs, scores = check_boxes(given, f"boxes of {name}")
+            bxs, scores = check_boxes(given, f"boxes of {name}", (image.shape[1], image.shape[0]))
             calibration = given_calibration
-        transforms = [box_crop(box, self.input_size, calibration) for box in bxs]
-        return FaceCrops(bxs, scores, transforms, [t.warp(image) for t in transforms])
+            angles = [0.0] * len(bxs)
+        transforms = [box_crop(box, self.input_size, calibration, a) for box, a in zip(bxs, angles)]
+        rolled = [i for i, a in enumerate(angles) if a != 0.0]
+        if rolled:
+            transforms = self._turned_upright(image, transforms, rolled)
+        return FaceCrops(bxs, scores, transforms, [])
 
-    def _detect_faces(self, image: np.ndarray) -> list[Detection]:
+    def _sideways_redetected(self, image: np.ndarray, detection: Detection, name: str) -> Detection:
+        """A face lying sideways or upside down (keypoints rolled past 45 degrees) found again on the image
+        turned by the quarter turns that stand it upright: detectors' keypoints are poor on such faces
+        (RetinaFace's roll is off by 18 degrees at the median at 90 degrees of roll) and good on upright
+        ones. The detection mapped back exactly, or the first one when the turned image shows no match."""
+        if self.roll_threshold is None or detection.keypoints is None or len(detection.keypoints) < 2:
+            return detection
+        turns = round(float(roll_angle(detection.keypoints[0], detection.keypoints[1])) / (math.pi / 2)) % 4
+        if turns == 0:
+            return detection
+        height, width = image.shape[:2]
+        turned = self._detect_faces(np.ascontiguousarray(np.rot90(image, turns)), name)
+        found = [Detection(turned_box_back(d.box, turns, width, height), d.score,
+                           None if d.keypoints is None else turned_back(d.keypoints, turns, width, height))
+                 for d in turned]
+        best = max(found, key=lambda d: float(box_iou(detection.box, d.box)[0]), default=None)
+        return best if best is not None and box_iou(detection.box, best.box)[0] > 0.3 else detection
+
+    def _keypoint_roll(self, detection: Detection) -> float:
+        """The roll to turn a detected face by: its eye keypoints' roll past roll_threshold, else 0."""
+        if self.roll_threshold is None or detection.keypoints is None or len(detection.keypoints) < 2:
+            return 0.0
+        roll = float(roll_angle(detection.keypoints[0], detection.keypoints[1]))
+        return roll if abs(roll) > self.roll_threshold else 0.0
+
+    def _turned_upright(self, image: np.ndarray, transforms: list[CropTransform],
+                        rolled: list[int]) -> list[CropTransform]:
+        """Rolled faces' crops, refined: the keypoints' roll is rough, so the network runs once on the crop
+        turned by it, and the final crop is the landmark crop (the model's margin) of that prediction,
+        turned by the roll of its own eye corners."""
+        left, right = get_scheme(self.info.scheme).inter_ocular
+        out = list(transforms)
+        for _ in range(self.roll_passes):
+            points = self._predict([(image, out[i]) for i in rolled], _warp_into, flip_test=False)
+            unsettled = []
+            for i, crop_points in zip(rolled, points):
+                landmarks = out[i].to_image(crop_points)
+                roll = float(roll_angle(landmarks[left], landmarks[right]))
+                if abs(math.remainder(roll - out[i].angle, math.tau)) > ROLL_SETTLED:
+                    unsettled.append(i)
+                out[i] = gt_crop(landmarks, self.input_size, self.info.crop_margin, roll)
+            rolled = unsettled
+            if not rolled:
+                break
+        return out
+
+    def _detect_faces(self, image: np.ndarray, name: str = "image") -> list[Detection]:
         """The detector's faces, found on a copy shrunk to detect_max_side pixels (long side) when the
         image is larger, and mapped back to the image's pixels (pixel-centre convention)."""
         h, w = image.shape[:2]
@@ -366,6 +412,10 @@ class LandmarkDetector:
         if not limit or max(h, w) <= limit:
             return self.face_detector.detect(image)
         small, _ = shrink(image, limit)
+        if too_small(small.shape[1], small.shape[0]):
+            raise DataError(f"{name}: image is {w}x{h} pixels, too elongated to find faces in (the face "
+                            f"detector's copy, {limit} pixels long, would be {small.shape[1]}x{small.shape[0]}); "
+                            "give face boxes instead")
         scale = np.array([small.shape[1] / w, small.shape[0] / h])
         out = []
         for d in self.face_detector.detect(small):
@@ -383,29 +433,37 @@ class LandmarkDetector:
             crops = [crops]
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
         s = self.input_size
-        points = self._predict(crops, flip_test)
+        points = self._predict(crops, fill_input, flip_test)
         # Back from network pixels to each crop's pixels (pixel-centre convention, per axis).
         for i, c in enumerate(crops):
             h, w = c.shape[:2]
             points[i] = (points[i] + 0.5) * np.array([w / s, h / s]) - 0.5
         return points
 
-    def _predict(self, crops: Sequence[np.ndarray], flip_test: bool | None = None) -> np.ndarray:
-        """RGB uint8 crops -> landmarks (B, N, 2) in input pixels, in chunks of batch_size faces (with flip
-        test each chunk and its mirrors go through the network as one batch). Crops of another size than
-        the input are resized to it (runtime.to_batch)."""
+    def _predict(self, sources: Sequence[Any], fill: Callable[[np.ndarray, Any], None],
+                 flip_test: bool | None = None) -> np.ndarray:
+        """Landmarks (B, N, 2) in input pixels for B faces: `fill(slot, source)` writes each source's
+        network input into its (3, S, S) slot of a batch (runtime.fill_input for crops, _warp_into for an
+        (image, CropTransform) pair). The batch is this thread's reused buffer; chunks of batch_size faces
+        go through the network in one call each (with flip test, each chunk and its mirrors together)."""
         scheme = self.flip_scheme if (self.flip_test if flip_test is None else flip_test) else None
-        n = len(crops)
+        n = len(sources)
         if n == 0:
             return np.zeros((0, self.num_points, 2))
         outs = []
-        for start in range(0, n, self.batch_size):
-            batch = to_batch(crops[start:start + self.batch_size], self.input_size)
-            if scheme is None:
-                outs.append(self.codec.decode(self._network(batch)))
-            else:
-                outs.append(run_flip_test(self._network, batch, self.codec, scheme))
-        return np.concatenate(outs)
+        batch = self._buffers.take(min(n, self.batch_size), self.input_size)
+        try:
+            for start in range(0, n, self.batch_size):
+                chunk = batch[:min(self.batch_size, n - start)]
+                for slot, source in zip(chunk, sources[start:start + len(chunk)]):
+                    fill(slot, source)
+                if scheme is None:
+                    outs.append(self.codec.decode(self._network(chunk)))
+                else:
+                    outs.append(run_flip_test(self._network, chunk, self.codec, scheme))
+        finally:
+            self._buffers.give_back(batch)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def _network(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 in [0, 1] -> the network's (B, 2N) float64 output; ModelError on failure."""
@@ -419,7 +477,14 @@ class LandmarkDetector:
         if y.shape != (len(batch), 2 * self.num_points):
             raise ModelError(f"{self.model_path or 'model'}: network output shape {y.shape}, "
                              f"expected ({len(batch)}, {2 * self.num_points})")
+        check_network_output(y, self.model_path or "model")
         return y.astype(np.float64)
+
+
+def _warp_into(slot: np.ndarray, source: tuple[np.ndarray, CropTransform]) -> None:
+    """Cut one face's crop out of its image and write it into its (3, S, S) slot of the network input."""
+    image, transform = source
+    fill_input(slot, transform.warp(image))
 
 
 def draw_faces(image_rgb: np.ndarray, faces: Sequence[Face], labels: Sequence[Any] | None = None) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Running a landmark network: face crops -> network input, and the network itself on onnxruntime or torch.
 
-The one place that turns crops into the network's input (`to_batch`) and runs a network (`OnnxRegressor`,
+The one place that turns crops into the network's input (`to_batch`; `fill_input` writes one crop into a
+slot of a batch, e.g. a thread's reused `InputBuffers`) and runs a network (`OnnxRegressor`,
 `torch_runner`, `load_runner`); inference (LandmarkDetector), evaluation, export (parity checks, int8)
 and bench share it.
 
@@ -15,6 +16,7 @@ pip command (MissingExtraError).
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,27 +33,68 @@ OUTPUT_NAME = "landmarks"
 BACKENDS = ("torch", "onnx")
 
 Runner = Callable[[np.ndarray], np.ndarray]  # (B, 3, S, S) float32 in [0, 1] -> (B, 2N)
+# Largest |output| taken for a landmark coordinate, in any coordinate space: 1e4 crop widths (normalised)
+# or pixels of an input of at most a few hundred; beyond it the network has diverged or the file is broken.
+MAX_ABS_OUTPUT = 1e4
+
+
+def check_network_output(output: np.ndarray, model: Any) -> np.ndarray:
+    """`output` (B, 2N) as it is, or ModelError naming `model` when any value is NaN, infinite or absurdly
+    large (> MAX_ABS_OUTPUT): the one check that keeps a broken model's numbers out of every result file
+    (predict, evaluate and video all run networks through LandmarkDetector, which calls this per batch)."""
+    worst = float(np.abs(output).max(initial=0.0))  # NaN propagates: one pass over the batch
+    if not worst <= MAX_ABS_OUTPUT:
+        what = "NaN or infinite values" if not np.isfinite(worst) else f"a value of {worst:.3g}"
+        raise ModelError(f"{model}: the network output holds {what} (a diverged or broken model); "
+                         "no landmarks were written from it")
+    return output
 
 
 def to_batch(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
     """RGB crops (H, W, 3; uint8 0-255 or float 0-1; any size) -> the network input, float32
     (B, 3, size, size) in [0, 1]. A crop of another size is resized (area filter when shrinking,
     bilinear when enlarging), anisotropically as in the paper."""
-    import cv2
-
     out = np.empty((len(crops), 3, size, size), dtype=np.float32)
     for i, crop in enumerate(crops):
-        crop = np.asarray(crop)
-        if crop.ndim != 3 or crop.shape[2] != 3:
-            raise DataError(f"crop {i}: expected an RGB (H, W, 3) image, got shape {crop.shape}")
-        if crop.shape[:2] != (size, size):
-            interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
-            crop = cv2.resize(crop, (size, size), interpolation=interp)
-        x = crop.transpose(2, 0, 1).astype(np.float32)
-        if crop.dtype == np.uint8:
-            x /= np.float32(255.0)
-        out[i] = x
+        fill_input(out[i], crop, f"crop {i}")
     return out
+
+
+def fill_input(slot: np.ndarray, crop: np.ndarray, name: str = "crop") -> None:
+    """Write one RGB crop (H, W, 3; uint8 0-255 or float 0-1) into `slot`, one (3, S, S) float32 image of
+    a network input: the layout change and the scaling in one pass, resized first if it is not S x S."""
+    crop = np.asarray(crop)
+    if crop.ndim != 3 or crop.shape[2] != 3:
+        raise DataError(f"{name}: expected an RGB (H, W, 3) image, got shape {crop.shape}")
+    size = slot.shape[-1]
+    if crop.shape[:2] != (size, size):
+        import cv2
+
+        interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (size, size), interpolation=interp)
+    if crop.dtype == np.uint8:
+        np.divide(crop.transpose(2, 0, 1), np.float32(255.0), out=slot, dtype=np.float32)
+    else:
+        slot[...] = crop.transpose(2, 0, 1)
+
+
+class InputBuffers(threading.local):
+    """Each thread's reusable network input, (B, 3, S, S) float32, so that a face costs no fresh
+    allocation: a thread never sees another's, and a nested call in the same thread (e.g. from a custom
+    face detector) finds the buffer taken and allocates its own."""
+
+    def __init__(self) -> None:
+        self.free: np.ndarray | None = None
+
+    def take(self, count: int, size: int) -> np.ndarray:
+        """A (count, 3, size, size) float32 batch for this thread's sole use until give_back()."""
+        buffer, self.free = self.free, None
+        if buffer is None or buffer.shape[0] < count or buffer.shape[2] != size:
+            buffer = np.empty((count, 3, size, size), dtype=np.float32)
+        return buffer[:count]
+
+    def give_back(self, batch: np.ndarray) -> None:
+        self.free = batch if batch.base is None else batch.base
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,7 +124,7 @@ def onnx_providers(device: str) -> list[str]:
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ConfigError(f"device {device!r}: this onnxruntime has no CUDA provider "
-                              "(install onnxruntime-gpu); use --device cpu")
+                              "(install onnxruntime-gpu); use {device}=cpu", parameters=("device",))
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise ConfigError(f"device {device!r} is not supported by the onnx backend: use cpu or cuda")
 
@@ -114,6 +157,10 @@ class OnnxRegressor:
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"{self.path}: expected one (B, 3, S, S) input, found "
                              f"{[(i.name, i.shape) for i in inputs]}")
+        size = int(self.info.input_size)
+        if any(isinstance(d, int) and d != want for d, want in zip(inputs[0].shape[1:], (3, size, size))):
+            raise ModelError(f"{self.path}: its graph takes {inputs[0].shape[1:]} inputs, but its kdlandmarks "
+                             f"metadata says (3, {size}, {size}): the file was altered after export")
         self._input = inputs[0].name
         batch_dim = inputs[0].shape[0]
         # A static-batch export runs larger batches one image at a time.
@@ -161,9 +208,11 @@ def torch_device(device: str) -> Any:
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"invalid device {device!r} ({exc})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use {{device}}=cpu",
+                          parameters=("device",))
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
+        raise ConfigError(f"device {device!r} requested but MPS is not available; use {{device}}=cpu",
+                          parameters=("device",))
     return dev
 
 

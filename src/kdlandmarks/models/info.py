@@ -9,6 +9,19 @@ from kdlandmarks.data.crop import DEFAULT_MARGIN
 
 MODEL_FORMAT = "kdlandmarks-model/1"
 
+# timm backbone name -> the name the README, the model cards and the command output give it
+ARCH_LABELS: dict[str, str] = {
+    "efficientnet_b3": "EfficientNet-B3",
+    "resnet18": "ResNet-18",
+    "mobilenetv2_100": "MobileNetV2-1.0",
+    "mobilenetv2_050": "MobileNetV2-0.5",
+}
+
+
+def arch_label(arch: str) -> str:
+    """A backbone's display name ("resnet18" -> "ResNet-18"); other timm names as they are."""
+    return ARCH_LABELS.get(arch, arch)
+
 
 @dataclass
 class ModelInfo:

@@ -31,6 +31,7 @@ computed from detached tensors (in the original, sign() has zero gradient and th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Iterable, Sequence
 
 import torch
@@ -156,6 +157,59 @@ def _finite(name: str, value: float) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class KDOptions:
+    """KD-Loss options; the defaults reproduce the released code (see KDLoss). A recipe's `kd:` mapping
+    holds these names. Checked on creation (ConfigError); `teachers` and `main_threshold` are normalised."""
+
+    alpha_tough: float = 1.9
+    alpha_minus_tough: float = -0.45
+    alpha_tolerant: float = 1.8
+    alpha_minus_tolerant: float = -0.4
+    beta_ratio: float = 0.15
+    main_weight: float = 2.0
+    tough_weight: float = 1.0
+    tolerant_weight: float = 1.0
+    main_linear_coef: float = 3.0
+    main_threshold: str | float = "tolerant"
+    rl_ramp: bool = False
+    teachers: Iterable[str] | str = TEACHERS
+
+    def __post_init__(self) -> None:
+        for name in ("alpha_tough", "alpha_minus_tough", "alpha_tolerant", "alpha_minus_tolerant", "beta_ratio",
+                     "main_weight", "tough_weight", "tolerant_weight", "main_linear_coef"):
+            object.__setattr__(self, name, _finite(name, getattr(self, name)))
+        if not 0.0 <= self.beta_ratio <= 1.0:
+            raise ConfigError(f"KDLoss: beta_ratio must be in [0, 1], got {self.beta_ratio!r}")
+        if self.main_linear_coef < 0:
+            raise ConfigError(f"KDLoss: main_linear_coef must be >= 0, got {self.main_linear_coef!r}")
+        if not isinstance(self.rl_ramp, bool):
+            raise ConfigError(f"KDLoss: rl_ramp must be true or false, got {self.rl_ramp!r}")
+        names = (self.teachers,) if isinstance(self.teachers, str) else tuple(self.teachers)
+        unknown = [n for n in names if n not in TEACHERS]
+        if unknown or len(set(names)) != len(names):
+            raise ConfigError(f"KDLoss: teachers must be distinct names from {TEACHERS}, got {names!r}")
+        object.__setattr__(self, "teachers", tuple(n for n in TEACHERS if n in names))
+        object.__setattr__(self, "main_threshold", self._threshold(self.main_threshold))
+
+    def _threshold(self, given: str | float) -> str | float:
+        """The main term's threshold: a teacher that is used ("tolerant" falls back to "tough" in the tough-only
+        ablation), or a finite number >= 0."""
+        if isinstance(given, str):
+            if given not in THRESHOLD_SOURCES:
+                raise ConfigError(f"KDLoss: main_threshold must be one of {THRESHOLD_SOURCES} or a number, "
+                                  f"got {given!r}")
+            source = "tough" if given == "tolerant" and "tolerant" not in self.teachers else given
+            if source not in self.teachers:
+                raise ConfigError(f"KDLoss: main_threshold={given!r} needs a teacher, but teachers="
+                                  f"{self.teachers!r}; use a numeric threshold")
+            return source
+        value = _finite("main_threshold", given)
+        if value < 0:
+            raise ConfigError(f"KDLoss: main_threshold must be >= 0, got {given!r}")
+        return value
+
+
 class KDLoss(nn.Module):
     """KD-Loss of Fard & Mahoor; defaults reproduce the released code (docs/method.md#kd-total).
 
@@ -163,7 +217,7 @@ class KDLoss(nn.Module):
     returns the total as a 0-dim tensor. ``terms(...)`` returns ``{"main", "tough", "tolerant"}`` (0-dim,
     each already multiplied by its lambda; total = their sum); ``elementwise(...)`` the same per entry.
 
-    Options (docs/method.md#figure-variant):
+    Options (KDOptions; docs/method.md#figure-variant):
       beta_ratio       0.15 (code) or 0.4 (figures): boundary b between R_N and R_L, as a fraction of d.
       rl_ramp          False (code: w = 0 in R_L) or True (figure: linear ramp 0 -> alpha_minus).
       main_linear_coef 3.0 (code) or 1.0 (figure).
@@ -174,57 +228,16 @@ class KDLoss(nn.Module):
                        argument may be None.
     """
 
-    def __init__(self, *, alpha_tough: float = 1.9, alpha_minus_tough: float = -0.45,
-                 alpha_tolerant: float = 1.8, alpha_minus_tolerant: float = -0.4,
-                 beta_ratio: float = 0.15, main_weight: float = 2.0, tough_weight: float = 1.0,
-                 tolerant_weight: float = 1.0, main_linear_coef: float = 3.0,
-                 main_threshold: str | float = "tolerant", rl_ramp: bool = False,
-                 teachers: Iterable[str] | str = TEACHERS) -> None:
+    def __init__(self, options: KDOptions = KDOptions()) -> None:
         super().__init__()
-        self.alpha_tough = _finite("alpha_tough", alpha_tough)
-        self.alpha_minus_tough = _finite("alpha_minus_tough", alpha_minus_tough)
-        self.alpha_tolerant = _finite("alpha_tolerant", alpha_tolerant)
-        self.alpha_minus_tolerant = _finite("alpha_minus_tolerant", alpha_minus_tolerant)
-        self.beta_ratio = _finite("beta_ratio", beta_ratio)
-        if not 0.0 <= self.beta_ratio <= 1.0:
-            raise ConfigError(f"KDLoss: beta_ratio must be in [0, 1], got {beta_ratio!r}")
-        self.main_weight = _finite("main_weight", main_weight)
-        self.tough_weight = _finite("tough_weight", tough_weight)
-        self.tolerant_weight = _finite("tolerant_weight", tolerant_weight)
-        self.main_linear_coef = _finite("main_linear_coef", main_linear_coef)
-        if self.main_linear_coef < 0:
-            raise ConfigError(f"KDLoss: main_linear_coef must be >= 0, got {main_linear_coef!r}")
-        if not isinstance(rl_ramp, bool):
-            raise ConfigError(f"KDLoss: rl_ramp must be true or false, got {rl_ramp!r}")
-        self.rl_ramp = rl_ramp
-
-        names = (teachers,) if isinstance(teachers, str) else tuple(teachers)
-        unknown = [n for n in names if n not in TEACHERS]
-        if unknown or len(set(names)) != len(names):
-            raise ConfigError(f"KDLoss: teachers must be distinct names from {TEACHERS}, got {names!r}")
-        self.teachers = tuple(n for n in TEACHERS if n in names)
-
-        if isinstance(main_threshold, str):
-            if main_threshold not in THRESHOLD_SOURCES:
-                raise ConfigError(f"KDLoss: main_threshold must be one of {THRESHOLD_SOURCES} or a number, "
-                                  f"got {main_threshold!r}")
-            source = main_threshold
-            if source == "tolerant" and "tolerant" not in self.teachers:
-                source = "tough"  # tough-only ablation: the only teacher left gives delta = |g - a|
-            if source not in self.teachers:
-                raise ConfigError(f"KDLoss: main_threshold={main_threshold!r} needs a teacher, but teachers="
-                                  f"{self.teachers!r}; use a numeric threshold")
-            self.main_threshold: str | float = source
-        else:
-            value = _finite("main_threshold", main_threshold)
-            if value < 0:
-                raise ConfigError(f"KDLoss: main_threshold must be >= 0, got {main_threshold!r}")
-            self.main_threshold = value
+        self.options = options
+        for f in fields(options):  # the options are read as the loss's own attributes (extra_repr, terms)
+            setattr(self, f.name, getattr(options, f.name))
 
     @classmethod
     def released(cls, **overrides) -> "KDLoss":
         """The released code's constants (docs/method.md#kd-total); same as ``KDLoss()``."""
-        return cls(**overrides)
+        return cls(KDOptions(**overrides))
 
     @classmethod
     def figure_variant(cls, **overrides) -> "KDLoss":
@@ -235,7 +248,7 @@ class KDLoss(nn.Module):
                       beta_ratio=0.4, rl_ramp=True, main_linear_coef=1.0, main_threshold=0.5,
                       main_weight=1.0, tough_weight=1.0, tolerant_weight=1.0)
         params.update(overrides)
-        return cls(**params)
+        return cls(KDOptions(**params))
 
     def extra_repr(self) -> str:
         return (f"teachers={self.teachers}, alpha_tough={self.alpha_tough}, alpha_minus_tough={self.alpha_minus_tough}, "

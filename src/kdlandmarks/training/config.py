@@ -7,7 +7,8 @@ are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,28 @@ from kdlandmarks.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 SCHEDULES = ("keras", "onecycle", "cosine")
+
+
+class TeacherCache(Enum):
+    """Where a KD student's teacher outputs come from; the values are the recipe's (`teacher_cache: warp`)."""
+
+    FIXED = True  # computed once per stored sample; the inputs must not change (data.augment null)
+    WARP = "warp"  # computed on each sample's plain crop and moved with every step's fresh augmentation, like
+    #                the ground truth (assumes the teacher follows the warp)
+    ONLINE = False  # frozen teachers run on every batch
+
+    @classmethod
+    def parse(cls, value: Any) -> "TeacherCache":
+        """A member from a recipe or --set value: true/false (or yes/no/1/0), warp, or a member."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            word = value.strip().lower()
+            value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(word, word)
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(value) from None
 
 
 @dataclass
@@ -45,10 +68,7 @@ class RoleConfig:
     dropout: float | None = None  # None: the architecture's default (teacher 0.5, student 0)
     loss: str = "l2"  # l2 | l1 | kd (student only)
     kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
-    # true: frozen teachers' outputs cached once per stored sample (fixed inputs: needs augment null);
-    # warp: cached on each sample's plain crop and moved with every step's fresh augmentation, like the
-    # ground truth (assumes the teacher follows the warp); false: teachers run online on every batch
-    teacher_cache: bool | str = field(default=True, metadata={"choices": ("warp",)})
+    teacher_cache: TeacherCache = TeacherCache.FIXED  # true | warp | false (TeacherCache)
     teacher_flip_test: bool = False  # KD: each teacher output is the flip-test average of plain and mirrored view
     # None: trainer.precision. Per role because the gain differs by backbone: on a CPU with AMX-BF16,
     # bf16-mixed trains ResNets 2.1-2.4x faster, depthwise MobileNets and EfficientNets not at all.
@@ -57,6 +77,9 @@ class RoleConfig:
     backbone_weights: str | None = None  # local weight file to start the backbone from (default: random, as the paper)
     init_weights: str | None = None  # a model to start the whole network from (fine-tuning): file, .ckpt, run
     #                                  folder or shipped name
+
+    def __post_init__(self) -> None:
+        self.teacher_cache = TeacherCache.parse(self.teacher_cache)  # RoleConfig(teacher_cache="warp") works too
 
 
 @dataclass
@@ -104,16 +127,28 @@ def _build(cls, spec: Any, where: str):
         default = getattr(defaults, key)
         if is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        elif value is None and not _nullable(known[key], default):  # `epochs:`, `epochs: ~`, --set epochs=
+            raise ConfigError(f"{where}.{key}: no value given (empty or null); "
+                              f"expected a value of type {type(default).__name__}")
         else:
-            kwargs[key] = _coerce(value, default, f"{where}.{key}", known[key].metadata.get("choices", ()))
+            kwargs[key] = _coerce(value, default, f"{where}.{key}")
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, where: str, choices: tuple[str, ...] = ()) -> Any:
+def _nullable(spec: Any, default: Any) -> bool:
+    """Whether a recipe field may be null: its default is None, or its type says None or Any."""
+    kind = str(spec.type)  # a string: this module uses postponed annotations
+    return default is None or "None" in kind or kind == "Any"
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
     if default is None or value is None or isinstance(default, (dict, list)):
         return value
-    if isinstance(value, str) and value.lower() in choices:  # a named mode beside a bool field's true/false
-        return value.lower()
+    if isinstance(default, TeacherCache):
+        try:
+            return TeacherCache.parse(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a valid bool or warp") from None
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -129,8 +164,12 @@ def _coerce(value: Any, default: Any, where: str, choices: tuple[str, ...] = ())
                 raise ValueError(value)
         return type(default)(value)
     except (TypeError, ValueError):
-        expected = " or ".join((type(default).__name__, *choices))
-        raise ConfigError(f"{where}: {value!r} is not a valid {expected}") from None
+        raise ConfigError(f"{where}: {value!r} is not a valid {type(default).__name__}") from None
+
+
+def recipe_values(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as plain YAML values (an enum as the value a recipe writes: `teacher_cache: warp`)."""
+    return asdict(recipe, dict_factory=lambda items: {k: v.value if isinstance(v, Enum) else v for k, v in items})
 
 
 def shipped_recipes() -> list[str]:

@@ -79,7 +79,8 @@ class StoreDataModule(L.LightningDataModule):
         arrays = {"image": self.store.images, "landmarks": self.store.landmarks, **self.teacher_outputs}
         if self.soft:
             arrays["soft"] = self.store.soft_landmarks
-        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
+        # torch.tensor copies: the store's arrays are read-only memory maps, which a tensor must not share
+        return {k: torch.tensor(np.ascontiguousarray(v), device=device) for k, v in arrays.items()}
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         # A ragged last training batch is dropped: on CPU every new batch shape costs a slow kernel warm-up.
@@ -93,3 +94,16 @@ class StoreDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, shuffle=False) if len(self.val_set) else []
+
+
+def validation_records(store: FaceStore, root: str, val_fraction: float, seed: int) -> list:
+    """The dataset's FaceRecords (original images and landmarks) of the faces that training on `store` holds
+    out for validation (split_faces with the recipe's val_fraction and seed): for benchmarks that pick
+    settings on the validation faces in whole photos, never on the test set."""
+    from kdlandmarks.data.datasets import load_dataset
+
+    _, val = split_faces(store, val_fraction, seed)
+    records = store.records()
+    names = {records[int(store.face_index[i])]["name"] for i in val}
+    split = store.meta["params"]["split"]
+    return [r for r in load_dataset(store.dataset, root, split) if r.name in names]

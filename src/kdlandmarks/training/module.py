@@ -1,12 +1,14 @@
 """The LightningModule shared by teachers and students: warp/augment on device, regress, log NME.
 
-Teachers learn hard (Tough) or soft (Tolerant) landmarks with L2; students learn with L2, L1 or
-KD-Loss, taking the teachers' outputs from the cache in the batch (moved with each step's augmentation
-under `teacher_cache: warp`) or running frozen teachers online.
+Teachers learn hard (Tough) or soft (Tolerant) landmarks with their role's regression loss (`loss`:
+L2 by default, L1 in `300w-cpu`); students learn with L2, L1 or KD-Loss, taking the teachers' outputs
+from the cache in the batch (moved with each step's augmentation under `teacher_cache: warp`) or running
+frozen teachers online.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -15,9 +17,9 @@ import torch
 from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter, batch_generator
 from kdlandmarks.data.codec import LandmarkCodec
 from kdlandmarks.errors import KDLandmarksError
-from kdlandmarks.models.losses import REGRESSION_LOSSES, KDLoss
-from kdlandmarks.evaluation.metrics import nme_per_image
-from kdlandmarks.models.backbones import ModelInfo, create_model, load_model
+from kdlandmarks.models.losses import REGRESSION_LOSSES, KDLoss, KDOptions
+from kdlandmarks.evaluation.metrics import normalised_error
+from kdlandmarks.models.backbones import ModelInfo, create_model, load_model, teacher_autocast
 from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.training.teacher_cache import flip_tested
 
@@ -26,36 +28,77 @@ class TrainingDiverged(KDLandmarksError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What the network learns: hard (ground truth) or soft (ASM) targets, through which loss."""
+
+    target: str = "hard"  # hard | soft
+    loss: str = "l2"  # losses.REGRESSION_LOSSES, or kd
+    kd: dict[str, Any] | None = None  # KDLoss options (loss kd)
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """The optimiser and its learning-rate schedule (training.config.RoleConfig documents each value)."""
+
+    lr: float = 1e-3
+    lr_decay: float = 1e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    schedule: str = "keras"
+    warmup: float = 0.3
+
+
+@dataclass(frozen=True)
+class InputPipeline:
+    """How stored crops become network inputs: augmentation, the stored crop's geometry, seed, layout."""
+
+    augment: dict[str, float] | None = None  # online augmentation (AugmentConfig), None: the plain window
+    source_size: int = 160  # stored crop side (pixels)
+    window: float = 128.0  # the input window's side inside the stored crop
+    seed: int = 0
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where a KD student's teacher outputs come from: the batch (cached), or frozen teachers run online."""
+
+    online: dict[str, str] | None = None  # teacher name -> model file, run on every batch
+    warp_cached: bool = False  # cached outputs follow each step's augmentation (teacher_cache: warp)
+    flip_test: bool = False  # an online teacher's output is its flip-test average
+
+
 class LandmarkModule(L.LightningModule):
-    def __init__(self, kdlandmarks: dict[str, Any], target: str = "hard", loss: str = "l2",
-                 kd: dict[str, Any] | None = None, lr: float = 1e-3, lr_decay: float = 1e-4,
-                 weight_decay: float = 0.0, optimizer: str = "adam", schedule: str = "keras",
-                 warmup: float = 0.3, augment: dict[str, float] | None = None, source_size: int = 160,
-                 window: float = 128.0, seed: int = 0, channels_last: bool = False,
-                 online_teachers: dict[str, str] | None = None, backbone_weights: str | None = None,
-                 warp_cached_teachers: bool = False, teacher_flip_test: bool = False) -> None:
+    def __init__(self, kdlandmarks: dict[str, Any], objective: Objective = Objective(),
+                 optimisation: Optimisation = Optimisation(), inputs: InputPipeline = InputPipeline(),
+                 teachers: TeacherSource = TeacherSource(), backbone_weights: str | None = None) -> None:
         super().__init__()
-        # The argument name "kdlandmarks" (ModelInfo) and the attribute `model` are the checkpoint layout that
-        # models.read_training_checkpoint reads (CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX): keep them.
-        self.save_hyperparameters()
+        # The hyper-parameter "kdlandmarks" (ModelInfo) and the attribute `model` are the checkpoint layout that
+        # models.read_training_checkpoint reads (CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX): keep them. The
+        # options are saved as plain dicts: checkpoints are loaded with weights_only (no classes).
+        self.save_hyperparameters({"kdlandmarks": kdlandmarks, "objective": asdict(objective),
+                                   "optimisation": asdict(optimisation), "inputs": asdict(inputs),
+                                   "teachers": asdict(teachers), "backbone_weights": backbone_weights})
+        self.objective, self.optimisation, self.inputs, self.teachers = objective, optimisation, inputs, teachers
         self.info = ModelInfo(**kdlandmarks)
         self.model = create_model(self.info.arch, self.info.num_points, self.info.dropout,
                                   backbone_weights=backbone_weights)
-        if channels_last:
+        if inputs.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.codec = LandmarkCodec(self.info.input_size, self.info.space)
         scheme = get_scheme(self.info.scheme)
         self.scheme = scheme
-        self.augmenter = BatchAugmenter(AugmentConfig.from_dict(augment), torch.as_tensor(scheme.flip_index),
-                                        self.info.input_size, source_size, window)
-        self.kd_loss = KDLoss(**(kd or {})) if loss == "kd" else None
+        self.augmenter = BatchAugmenter(AugmentConfig.from_dict(inputs.augment), torch.as_tensor(scheme.flip_index),
+                                        self.info.input_size, inputs.source_size, inputs.window)
+        self.kd_loss = KDLoss(KDOptions(**(objective.kd or {}))) if objective.loss == "kd" else None
         self._online: dict[str, torch.nn.Module] = {}  # a plain dict: frozen teachers stay out of checkpoints
         self._resident: dict[str, torch.Tensor] | None = None  # data.resident: the store on this device
         self._val_nme: list[torch.Tensor] = []
         self.validated_at_step = -1  # global step of the last validation (a mid-epoch stop leaves it behind)
 
     def setup(self, stage: str) -> None:
-        for name, path in (self.hparams.online_teachers or {}).items():
+        for name, path in (self.teachers.online or {}).items():
             if name not in self._online:
                 # building the network draws random initial weights; keep them off the global RNG so a run
                 # with online teachers shuffles and drops out exactly as the same run with cached ones
@@ -68,7 +111,7 @@ class LandmarkModule(L.LightningModule):
             teacher.to(self.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+        if self.inputs.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
@@ -84,13 +127,13 @@ class LandmarkModule(L.LightningModule):
             batch = self._gather_resident(batch)
         train = self.trainer is not None and self.trainer.training
         # each DDP rank draws its own augmentations; rank 0 draws what a single-process run draws
-        seed = self.hparams.seed + 7919 * self.global_rank
+        seed = self.inputs.seed + 7919 * self.global_rank
         generator = batch_generator(seed, self.global_step) if train else None
         extra = [batch["soft"].float()] if "soft" in batch else []
         cached = [n for n in ("tough", "tolerant") if n in batch]
         augmenting = generator is not None and self.augmenter.config.enabled
         if augmenting and cached:
-            if not self.hparams.warp_cached_teachers:
+            if not self.teachers.warp_cached:
                 raise KDLandmarksError("cached teacher outputs need a fixed input: set data.augment to null "
                                        "(offline copies), student.teacher_cache=warp, or train with online teachers")
             extra += [self.augmenter.plain_to_source(self.codec.decode(batch[n].float())) for n in cached]
@@ -108,8 +151,9 @@ class LandmarkModule(L.LightningModule):
         if name in batch:
             return batch[name].float()
         if name in self._online:
-            with torch.no_grad():
-                if self.hparams.teacher_flip_test:
+            teacher = self._online[name]
+            with torch.no_grad(), teacher_autocast(teacher.arch, batch["input"].device):
+                if self.teachers.flip_test:
                     return flip_tested(self._online[name], batch["input"], self.codec, self.scheme)
                 return self._online[name](batch["input"]).float()
         return None
@@ -117,14 +161,14 @@ class LandmarkModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pred = self(batch["input"]).float()
         hard = self.codec.encode(batch["points"])
-        target = self.codec.encode(batch["soft_points"]) if self.hparams.target == "soft" else hard
+        target = self.codec.encode(batch["soft_points"]) if self.objective.target == "soft" else hard
         if self.kd_loss is not None:
             terms = self.kd_loss.terms(pred, hard, self._teacher(batch, "tough"), self._teacher(batch, "tolerant"))
             loss = sum(terms.values())
             for k, v in terms.items():
                 self.log(f"train_{k}", v, on_step=False, on_epoch=True)
         else:
-            loss = REGRESSION_LOSSES[self.hparams.loss](pred, target)
+            loss = REGRESSION_LOSSES[self.objective.loss](pred, target)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {self.global_step}; "
                                    "the last good checkpoint is kept")
@@ -137,7 +181,7 @@ class LandmarkModule(L.LightningModule):
         gt = batch["points"]
         a, b = self.scheme.inter_ocular
         d = (gt[:, a] - gt[:, b]).norm(dim=-1).clamp_min(1e-6)
-        self._val_nme.append(nme_per_image(pred, gt, d).detach())
+        self._val_nme.append(normalised_error(pred, gt, d).detach())
 
     def on_validation_epoch_end(self) -> None:
         if self._val_nme:
@@ -148,16 +192,16 @@ class LandmarkModule(L.LightningModule):
         self._val_nme.clear()
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer_class = torch.optim.AdamW if hp.get("optimizer", "adam") == "adamw" else torch.optim.Adam
+        hp = self.optimisation
+        optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
         opt = optimizer_class(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        schedule = hp.get("schedule", "keras")
+        schedule = hp.schedule
         if schedule == "keras":
             decay = hp.lr_decay
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
         else:
             total = max(int(self.trainer.estimated_stepping_batches), 1)
-            warm = float(hp.get("warmup", 0.3))
+            warm = float(hp.warmup)
             if schedule == "onecycle":
                 sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total + 1,
                                                             pct_start=max(warm, 1e-3))

@@ -8,12 +8,15 @@ test split: the last epoch, or the best epoch on a validation split carved from 
 from __future__ import annotations
 
 import csv
+import functools
 import inspect
 import os
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -23,12 +26,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from kdlandmarks.data.augment import AugmentConfig
-from kdlandmarks.errors import ConfigError, DataError
+from kdlandmarks.errors import ConfigError, DataError, ModelError
 from kdlandmarks.fileio import atomic_write_json, atomic_write_text
 from kdlandmarks.models.losses import TEACHERS
-from kdlandmarks.models.backbones import ARCH_CONFIGS, ModelInfo, load_model, save_model
+from kdlandmarks.models.backbones import (ARCH_CONFIGS, CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX, ModelInfo,
+                                         load_model, read_torch_file, save_model)
 from kdlandmarks.data.store import FaceStore
-from kdlandmarks.training.config import Recipe, RoleConfig
+from kdlandmarks.training.config import Recipe, RoleConfig, TeacherCache, recipe_values
 
 TEACHER_KINDS = TEACHERS  # the two teacher kinds, named as KD-Loss names them
 TEACHER_LOSSES = ("l2", "l1", "smooth_l1", "wing")
@@ -58,6 +62,56 @@ class ThroughputMeter(Callback):
         module.log("train_seconds", self._seconds, on_step=False, on_epoch=True)
 
 
+class EpochLine(Callback):
+    """One printed line per epoch (mean training loss, validation NME, time) where progress bars would be
+    redrawn into a log file, one line per refresh: when standard output is not a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = time.perf_counter()
+        self._loss_sum, self._batches = 0.0, 0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._loss_sum, self._batches = 0.0, 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._loss_sum += float(loss)
+            self._batches += 1
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        planned = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        parts = [f"epoch {trainer.current_epoch + 1}{planned}"]
+        if self._batches:
+            parts.append(f"train loss {self._loss_sum / self._batches:.4g}")
+        val = trainer.callback_metrics.get("val_nme")
+        if val is not None:
+            parts.append(f"val NME {float(val):.2f} %")
+        parts.append(f"{time.perf_counter() - self._start:.0f} s")
+        print(", ".join(parts), flush=True)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that survives a moved or copied run folder: on resume, the checkpoint paths it
+    recorded in the old folder are read as the same files in this one (Lightning would drop its records with
+    a warning and keep a best_model_path in the old folder)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_dir = state_dict.get("dirpath")
+        if saved_dir is not None and self.dirpath is not None and saved_dir != self.dirpath:
+            def here(path: str | None) -> str | None:
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            paths = {k: here(state_dict[k]) for k in ("best_model_path", "kth_best_model_path", "last_model_path")
+                     if k in state_dict}
+            best_k = {here(p): score for p, score in state_dict.get("best_k_models", {}).items()}
+            state_dict = {**state_dict, **paths, "best_k_models": best_k, "dirpath": self.dirpath}
+        super().load_state_dict(state_dict)
+
+
 def _run_model_file(path: str | Path) -> Path:
     """A model given as a run folder means the model.pt that training wrote into it."""
     p = Path(path)
@@ -70,7 +124,8 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe
     from kdlandmarks.models.zoo import resolve_model
 
     if not path:
-        raise ConfigError(f"KD training needs the {name} teacher: pass --{name} MODEL")
+        raise ConfigError(f"KD training needs the {name} teacher: give {{teachers.{name}}} (a model)",
+                          parameters=(f"teachers.{name}",))
     p = resolve_model(_run_model_file(path))
     _, info = load_model(p)
     if info.num_points != store.num_points:
@@ -151,39 +206,50 @@ def _check_role_and_loss(recipe: Recipe, role: str, kind: str | None, loss: str 
     return cfg, loss
 
 
-def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, tough: str | None,
-             tolerant: str | None, online_teachers: bool) -> RunPlan:
+@dataclass(frozen=True)
+class Teachers:
+    """A KD student's teachers: model files, run folders or shipped names; `online`: run them on every batch
+    instead of caching their outputs (whatever the recipe's teacher_cache says)."""
+
+    tough: str | None = None
+    tolerant: str | None = None
+    online: bool = False
+
+
+def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, teachers: Teachers = Teachers()
+             ) -> RunPlan:
     """Check everything a run needs (role, loss, store, augmentation, teachers, init weights, cache)."""
     cfg, loss = _check_role_and_loss(recipe, role, kind, loss)
     if not recipe.data.store:
-        raise ConfigError("no training store: pass --store STORE (built by `kdlandmarks prepare`)")
+        raise ConfigError("no training store: set {data.store} (a store folder built by prepare_store)",
+                          parameters=("data.store",))
     store = FaceStore(recipe.data.store)
     target = "soft" if kind == "tolerant" else "hard"
     if target == "soft" and store.soft_landmarks is None:
         raise DataError(f"{store.path}: store has no soft-landmarks for the Tolerant-Teacher; "
-                        f"run `kdlandmarks asm --store {store.path}` first")
+                        f"fit its ASM first (fit_store_asm; `kdlandmarks asm`)")
     augment = recipe.data.augment
     AugmentConfig.from_dict(augment)  # a bad option fails here, before anything is written
     teacher_paths: dict[str, Path] = {}
     if loss == "kd":
-        from kdlandmarks.models.losses import KDLoss
+        from kdlandmarks.models.losses import KDOptions
 
         try:
-            KDLoss(**cfg.kd)  # an unknown or malformed KD option fails now, before anything is written
+            KDOptions(**cfg.kd)  # an unknown or malformed KD option fails now, before anything is written
         except TypeError as exc:
             raise ConfigError(f"student.kd: {exc}") from None
-        given = {"tough": tough, "tolerant": tolerant}
+        given = {"tough": teachers.tough, "tolerant": teachers.tolerant}
         teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
                          for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
         if cfg.teacher_flip_test and not store.scheme.flip_pairs:
             raise ConfigError(f"student.teacher_flip_test needs flip pairs, and the store's landmark scheme "
                               f"{store.scheme_ref!r} has none")
     init = _check_init(cfg.init_weights, cfg.arch, store) if cfg.init_weights else None
-    use_cache = loss == "kd" and cfg.teacher_cache is not False and not online_teachers
-    if use_cache and augment and cfg.teacher_cache != "warp":
-        raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (offline copies via "
-                          "`prepare --copies`), set student.teacher_cache=warp (cached outputs moved with each "
-                          "augmentation) or pass --online-teachers")
+    use_cache = loss == "kd" and cfg.teacher_cache is not TeacherCache.ONLINE and not teachers.online
+    if use_cache and augment and cfg.teacher_cache is not TeacherCache.WARP:
+        raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (the store's offline "
+                          "copies), set student.teacher_cache=warp (cached outputs moved with each augmentation) "
+                          "or run the teachers online ({teachers.online})", parameters=("teachers.online",))
     return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, init, use_cache)
 
 
@@ -216,7 +282,7 @@ def _model_info(recipe: Recipe, plan: RunPlan) -> ModelInfo:
 
 
 def _write_resolved_config(out: Path, recipe: Recipe, plan: RunPlan, info: ModelInfo, online_teachers: bool) -> None:
-    resolved = {"recipe": asdict(recipe), "role": plan.role, "kind": plan.kind, "loss": plan.loss,
+    resolved = {"recipe": recipe_values(recipe), "role": plan.role, "kind": plan.kind, "loss": plan.loss,
                 "teachers": {k: str(v) for k, v in plan.teacher_paths.items()}, "online_teachers": online_teachers,
                 "model_info": asdict(info)}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
@@ -239,18 +305,20 @@ def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool)
 
 
 def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
-    from kdlandmarks.training.module import LandmarkModule
+    from kdlandmarks.training.module import InputPipeline, LandmarkModule, Objective, Optimisation, TeacherSource
 
     cfg, kd = plan.cfg, plan.loss == "kd"
     module = LandmarkModule(
-        asdict(info), target=plan.target, loss=plan.loss, kd=dict(cfg.kd) if kd else None,
-        lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-        schedule=cfg.schedule, warmup=cfg.warmup, augment=plan.augment,
-        source_size=plan.store.store_size, window=plan.store.window, seed=recipe.trainer.seed,
-        channels_last=recipe.trainer.channels_last,
-        online_teachers={n: str(p) for n, p in plan.teacher_paths.items()} if (kd and not plan.use_cache) else None,
-        warp_cached_teachers=plan.use_cache and plan.cfg.teacher_cache == "warp",
-        teacher_flip_test=kd and cfg.teacher_flip_test,
+        asdict(info),
+        Objective(target=plan.target, loss=plan.loss, kd=dict(cfg.kd) if kd else None),
+        Optimisation(lr=cfg.lr, lr_decay=cfg.lr_decay, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+                     schedule=cfg.schedule, warmup=cfg.warmup),
+        InputPipeline(augment=plan.augment, source_size=plan.store.store_size, window=plan.store.window,
+                      seed=recipe.trainer.seed, channels_last=recipe.trainer.channels_last),
+        TeacherSource(
+            online={n: str(p) for n, p in plan.teacher_paths.items()} if (kd and not plan.use_cache) else None,
+            warp_cached=plan.use_cache and cfg.teacher_cache is TeacherCache.WARP,
+            flip_test=kd and cfg.teacher_flip_test),
         backbone_weights=cfg.backbone_weights,
     )
     if plan.init is not None:  # a resumed run then replaces these weights with its checkpoint's
@@ -258,17 +326,17 @@ def _lightning_module(recipe: Recipe, plan: RunPlan, info: ModelInfo) -> Any:
     return module
 
 
-def _checkpointers(out: Path, has_val: bool) -> tuple[ModelCheckpoint, ModelCheckpoint | None]:
+def _checkpointers(out: Path, has_val: bool) -> tuple[RunCheckpoint, RunCheckpoint | None]:
     """last.ckpt after every epoch (for resuming) and, with a validation split, best-*.ckpt on val NME.
 
     Lightning's save_last refreshes last.ckpt only when another checkpoint is written, so "last" is an
     unmonitored top-1. enable_version_counter=False: resuming a moved run folder overwrites last.ckpt
     instead of adding last-v1.
     """
-    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False)
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
-                           mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
+    last = RunCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                         enable_version_counter=False)
+    best = RunCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val_nme",
+                         mode="min", save_top_k=1, enable_version_counter=False) if has_val else None
     return last, best
 
 
@@ -385,19 +453,61 @@ def _save_selected(out: Path, trainer: L.Trainer, module: Any, checkpoint: Model
     atomic_write_json(out / "summary.json", summary)
 
 
+def _drops_a_failed_new_folder(train: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """`train` (train_model) that, when it fails in a run folder it created, removes that folder unless it
+    holds a checkpoint to resume from: a failed start leaves no folder with only config.yaml in it."""
+    @functools.wraps(train)
+    def wrapper(recipe: Recipe, role: str, out_dir: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = Path(out_dir)
+        fresh = not out.exists()
+        try:
+            return train(recipe, role, out_dir, *args, **kwargs)
+        except BaseException:
+            if fresh and out.is_dir() and not (out / "checkpoints" / "last.ckpt").is_file():
+                shutil.rmtree(out, ignore_errors=True)  # made by this call: everything in it is this run's
+            raise
+    return wrapper
+
+
+def _check_resumable(resume: Path | None, module: Any) -> None:
+    """One error naming `restart` when checkpoints/last.ckpt cannot be resumed: unreadable (cut short by a
+    kill or a full disk), refused (objects that would run code), not a training checkpoint, or a checkpoint
+    of another network than the recipe now builds (its architecture or point count changed)."""
+    if resume is None:
+        return
+    hint = "to start the run over (discarding it), train again with {restart}"
+    try:
+        payload = read_torch_file(resume, what="training checkpoint")
+    except ModelError as exc:
+        raise ModelError(f"cannot resume: {exc}; {hint}", parameters=("restart",)) from None
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"cannot resume: {resume} is not a training checkpoint; {hint}", parameters=("restart",))
+    prefix = CHECKPOINT_MODEL_PREFIX
+    wanted = {prefix + k: tuple(v.shape) for k, v in module.model.state_dict().items()}
+    found = {k: tuple(getattr(v, "shape", ())) for k, v in state.items() if k.startswith(prefix)}
+    if wanted != found:
+        saved = (payload.get("hyper_parameters") or {}).get(CHECKPOINT_INFO_KEY) or {}
+        was = (f"{saved.get('arch')} with {saved.get('num_points')} points" if isinstance(saved, dict)
+               else "another network")
+        now = f"{module.info.arch} with {module.info.num_points} points"
+        raise ModelError(f"cannot resume: {resume} holds {was}, and the recipe now builds {now}; {hint}",
+                         parameters=("restart",))
+
+
+@_drops_a_failed_new_folder
 def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None = None, loss: str | None = None,
-                tough: str | None = None, tolerant: str | None = None, online_teachers: bool = False,
-                restart: bool = False, progress: bool = True) -> dict[str, Any]:
+                teachers: Teachers = Teachers(), restart: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train one model (role "teacher" of `kind` tough/tolerant, or "student") into `out_dir`; returns the
     run summary (also written as summary.json). See the module docstring for what the folder holds."""
     _quiet_lightning()
     # 1. what is being trained, checked before any work starts
-    plan = plan_run(recipe, role, kind, loss, tough, tolerant, online_teachers)
+    plan = plan_run(recipe, role, kind, loss, teachers)
     accelerator, precision = _hardware(recipe, plan.cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = _model_info(recipe, plan)
-    _write_resolved_config(out, recipe, plan, info, online_teachers)
+    _write_resolved_config(out, recipe, plan, info, teachers.online)
 
     # 2. data: teacher outputs cached once per stored sample (or teachers run online)
     datamodule = _datamodule(recipe, plan, accelerator, progress)
@@ -408,8 +518,12 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     has_val = len(datamodule.val_set) > 0
     last_checkpoint, checkpoint = _checkpointers(out, has_val)
     meter = ThroughputMeter(recipe.data.batch_size)
-    trainer = _trainer(recipe, plan.cfg, out, accelerator, precision, [last_checkpoint, checkpoint, meter], progress)
+    bars = progress and sys.stdout.isatty()  # off a terminal a bar's every refresh becomes a line of the log
+    epoch_lines = EpochLine() if progress and not bars else None
+    trainer = _trainer(recipe, plan.cfg, out, accelerator, precision,
+                       [last_checkpoint, checkpoint, meter, epoch_lines], bars)
     resume = _resume_point(out, restart)
+    _check_resumable(resume, module)
     seconds = _fit(trainer, module, datamodule, resume, has_val)
     seconds_before = earlier_training_seconds(out) if resume else 0.0
 
@@ -422,7 +536,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
-        "teacher_cache": "warp" if plan.use_cache and plan.cfg.teacher_cache == "warp" else plan.use_cache,
+        "teacher_cache": plan.cfg.teacher_cache.value if plan.use_cache else False,
     }
     if trainer.is_global_zero:
         _save_selected(out, trainer, module, checkpoint, plan.cfg, info, summary)

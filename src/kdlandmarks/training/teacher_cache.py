@@ -23,7 +23,7 @@ from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter
 from kdlandmarks.data.codec import LandmarkCodec
 from kdlandmarks.errors import DataError
 from kdlandmarks.fileio import atomic_path
-from kdlandmarks.inference.detector import merge_flip_views
+from kdlandmarks.data.flip import merge_flip_views
 from kdlandmarks.models.backbones import load_model, teacher_autocast
 from kdlandmarks.data.schemes import LandmarkScheme
 from kdlandmarks.data.store import FaceStore
@@ -87,7 +87,7 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
     warp = BatchAugmenter(AugmentConfig.disabled(), None, input_size, store.store_size, store.window)
     out = np.zeros((len(store), 2 * info.num_points), np.float32)
     for start in tqdm(range(0, len(store), batch_size), desc=f"teacher cache {teacher_path.name}",
-                      disable=not progress, unit="batch"):
+                      disable=None if progress else True, unit="batch"):  # None: off a terminal
         stop = min(start + batch_size, len(store))
         images = torch.from_numpy(np.array(store.images[start:stop])).to(device)
         x, _, _ = warp(images, torch.zeros(stop - start, info.num_points, 2, device=device))

@@ -134,8 +134,8 @@ def check_image_size(width: int, height: int, source: str | Path, max_pixels: in
         raise DataError(f"{source}: {small}")
     if max_pixels is not None and width * height > max_pixels:
         raise DataError(f"{source}: image is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the "
-                        f"limit of {max_pixels / 1e6:g} megapixels; raise it with --max-megapixels "
-                        f"(Python: max_pixels=)")
+                        f"limit of {max_pixels / 1e6:g} megapixels; raise it with {{max_pixels}}",
+                        parameters=("max_pixels",))
 
 
 def read_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -173,6 +173,8 @@ def check_landmarks(landmarks: np.ndarray, num_points: int | None, source: str,
         raise DataError(f"{source}: expected {num_points} points, found {arr.shape[0]}")
     if not np.isfinite(arr).all():
         raise DataError(f"{source}: landmarks contain NaN or infinite values")
+    if len(arr) > 1 and (arr == arr[0]).all():  # no extent: no crop window, no face
+        raise DataError(f"{source}: all {len(arr)} landmarks are the same point ({arr[0, 0]:g}, {arr[0, 1]:g})")
     if image_size is not None:
         w, h = image_size
         outside = (arr[:, 0] < -0.5) | (arr[:, 0] > w - 0.5) | (arr[:, 1] < -0.5) | (arr[:, 1] > h - 0.5)

@@ -86,8 +86,15 @@ def match_detection(detections: Sequence[Detection], landmarks: np.ndarray) -> i
     return best
 
 
-def check_boxes(boxes: Any, what: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
-    """(K, 4) or (K, 5) boxes (x0, y0, x1, y1[, score]) -> float64 (K, 4) boxes and (K,) scores."""
+MAX_BOX_TO_IMAGE = 10.0  # a given box's side may be at most this many times the image's long side
+
+
+def check_boxes(boxes: Any, what: str = "boxes",
+                image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 4) or (K, 5) boxes (x0, y0, x1, y1[, score]) -> float64 (K, 4) boxes and (K,) scores.
+
+    With `image_size` (width, height), a box that lies wholly outside the image, or whose side is more
+    than MAX_BOX_TO_IMAGE times the image's long side, is refused by its index: it holds no face of it."""
     shape_error = f"{what}: expected (K, 4) boxes x0, y0, x1, y1 (or (K, 5) with scores)"
     try:
         arr = np.asarray(boxes, dtype=np.float64)
@@ -112,8 +119,21 @@ def check_boxes(boxes: Any, what: str = "boxes") -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{what}: boxes contain NaN or infinite values")
     if ((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])).any():
         raise DataError(f"{what}: every box needs x1 > x0 and y1 > y0")
+    if image_size is not None:
+        _check_boxes_in_image(arr[:, :4], what, *image_size)
     scores = arr[:, 4].copy() if arr.shape[1] == 5 else np.ones(len(arr))
     return arr[:, :4].copy(), scores
+
+
+def _check_boxes_in_image(boxes: np.ndarray, what: str, width: int, height: int) -> None:
+    # pixel centres run from 0 to width - 1: a box must reach into [-0.5, width - 0.5] x [-0.5, height - 0.5]
+    outside = (boxes[:, 2] < -0.5) | (boxes[:, 0] > width - 0.5) | (boxes[:, 3] < -0.5) | (boxes[:, 1] > height - 0.5)
+    huge = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) > MAX_BOX_TO_IMAGE * max(width, height)
+    for i in np.flatnonzero(outside | huge):
+        box = ",".join(f"{v:g}" for v in boxes[i])
+        why = (f"lies wholly outside the {width}x{height} image" if outside[i] else
+               f"is more than {MAX_BOX_TO_IMAGE:g} times the size of the {width}x{height} image")
+        raise DataError(f"{what}: box {i} ({box}) {why}")
 
 
 

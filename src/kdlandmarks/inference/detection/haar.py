@@ -30,7 +30,8 @@ def haar_unavailable() -> str | None:
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
-        return f"needs cv2.CascadeClassifier, which OpenCV {cv2.__version__} lacks (OpenCV 4.x has it)"
+        return (f"needs cv2.CascadeClassifier, which OpenCV {cv2.__version__} lacks: "
+                "pip install 'opencv-python-headless<5' brings it")
     if _haar_file() is None:
         return f"needs {HAAR_FILE} (OpenCV 4.x wheels ship it in cv2.data; Debian: apt install opencv-data)"
     return None

@@ -45,6 +45,21 @@ def available_detectors() -> list[str]:
     return [name for name, reason in detector_status().items() if reason is None]
 
 
+def check_detector_name(name: str) -> str:
+    """`name` when it can make a detector here ('auto', an installed registry name or 'module:callable');
+    ConfigError saying what brings a registered detector that is not installed, or what names exist."""
+    if name == "auto" or (":" in name and name not in DETECTORS):
+        return name
+    entry = DETECTORS.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown face detector {name!r}: choose auto, {', '.join(available_detectors())} "
+                          "or module:callable")
+    reason = entry.unavailable()
+    if reason is not None:
+        raise ConfigError(f"face detector {name!r} {reason}")
+    return name
+
+
 def resolve_detector_name(name: str) -> str:
     """'auto' -> the best installed detector's name; ConfigError when none is installed."""
     if name != "auto":
@@ -70,13 +85,5 @@ def create_detector(name: str | Any = "auto", **options: Any) -> FaceDetector:
             raise ConfigError(f"face detector {name!r}: cannot import it ({exc})") from None
         obj = obj(**options) if isinstance(obj, type) else obj
         return as_detector(obj, getattr(obj, "name", None) or name)
-    resolved = resolve_detector_name(name)
-    entry = DETECTORS.get(resolved)
-    if entry is None:
-        raise ConfigError(f"unknown face detector {name!r}: choose auto, {', '.join(DETECTORS)} or module:callable")
-    reason = entry.unavailable()
-    if reason is not None:
-        raise ConfigError(f"face detector {resolved!r} {reason}")
-    return as_detector(entry.factory(**options), resolved)
-
-
+    resolved = resolve_detector_name(check_detector_name(name))
+    return as_detector(DETECTORS[resolved].factory(**options), resolved)
