@@ -274,43 +274,6 @@ class OutputLedger:
             self._record(entry)
 
 
-def write_image_result(path: Path, stem: str, ledger: OutputLedger, size: tuple[int, int], image: Any,
-                       faces: list, formats: set[str], draw: bool, meta: dict[str, Any]) -> None:
-    """One image's outputs under ledger.out, each where ledger.target puts it. A re-run replaces the whole
-    set: this project's earlier .json / .pts files of the image that this run does not write again are
-    removed (fewer faces, another format). `image` (full size) is needed only for `draw`."""
-    from kdlandmarks.data.datasets.pts import write_pts
-    from kdlandmarks.fileio import atomic_write_bytes, atomic_write_json
-
-    base = ledger.out / stem
-    written: set[Path] = set()
-
-    def write(name: str, writer: Callable[[Path], Any]) -> None:
-        target = ledger.target(base.with_name(name))
-        writer(target)
-        ledger.wrote(target, stem)  # recorded at once: a kill later on leaves no file unvouched for
-        written.add(target)
-
-    if "json" in formats:
-        record = {"image": str(path), "width": int(size[0]), "height": int(size[1]), **meta,
-                  "faces": [f.to_dict() for f in faces]}
-        if not faces:
-            record["reason"] = NO_FACE
-        write(base.name + ".json", lambda target: atomic_write_json(target, record))
-    if "pts" in formats:
-        for i, face in enumerate(faces):
-            write(f"{base.name}_{i}.pts", lambda target, points=face.landmarks: write_pts(target, points))
-    if draw:
-        import cv2
-
-        from kdlandmarks.inference.detector import draw_faces
-
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw_faces(image, faces), cv2.COLOR_RGB2BGR))
-        if ok:
-            write(base.name + "_landmarks.jpg", lambda target: atomic_write_bytes(target, mark_drawing(buf.tobytes())))
-    ledger.remove_stale(stem, written)
-
-
 # --------------------------------------------------------------------------------------------------
 # Runs
 # --------------------------------------------------------------------------------------------------
@@ -374,11 +337,60 @@ class LoadOptions:
                                                 flip_test=self.flip_test)
 
 
-def predict_images(detector: Any, items: list[tuple[Path, str]], out: Path | OutputLedger, options: RunOptions,
-                   boxes: Any, meta: dict[str, Any], errors: list[Exception], inputs: set[Path] | None = None,
-                   on_skip: Callable[[Exception], None] | None = None) -> tuple[int, int, int]:
-    """Images in batches; returns (done, faces, images without a face). Bad files go to `errors` (and to
-    `on_skip` when there is more than one image).
+@dataclass
+class ImageRun:
+    """What the images of one run share: the output folder's ledger, the fields every .json carries (meta),
+    and the inputs skipped so far (errors; each also goes to on_skip when the run has more than one image)."""
+
+    ledger: OutputLedger
+    meta: dict[str, Any] = field(default_factory=dict)
+    errors: list[Exception] = field(default_factory=list)
+    on_skip: Callable[[Exception], None] | None = None
+
+    def write(self, path: Path, stem: str, size: tuple[int, int], image: Any, faces: list,
+              options: RunOptions) -> None:
+        """One image's outputs (options.formats, drawn with options.draw) under ledger.out, each where
+        ledger.target puts it. A re-run replaces the whole set: this project's earlier .json / .pts files of
+        the image that this run does not write again are removed (fewer faces, another format). `image`
+        (full size) is needed only for drawing."""
+        from kdlandmarks.data.datasets.pts import write_pts
+        from kdlandmarks.fileio import atomic_write_bytes, atomic_write_json
+
+        ledger = self.ledger
+        base = ledger.out / stem
+        written: set[Path] = set()
+
+        def put(name: str, writer: Callable[[Path], Any]) -> None:
+            target = ledger.target(base.with_name(name))
+            writer(target)
+            ledger.wrote(target, stem)  # recorded at once: a kill later on leaves no file unvouched for
+            written.add(target)
+
+        if "json" in options.formats:
+            record = {"image": str(path), "width": int(size[0]), "height": int(size[1]), **self.meta,
+                      "faces": [f.to_dict() for f in faces]}
+            if not faces:
+                record["reason"] = NO_FACE
+            put(base.name + ".json", lambda target: atomic_write_json(target, record))
+        if "pts" in options.formats:
+            for i, face in enumerate(faces):
+                put(f"{base.name}_{i}.pts", lambda target, points=face.landmarks: write_pts(target, points))
+        if options.draw:
+            import cv2
+
+            from kdlandmarks.inference.detector import draw_faces
+
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw_faces(image, faces), cv2.COLOR_RGB2BGR))
+            if ok:
+                put(base.name + "_landmarks.jpg",
+                    lambda target: atomic_write_bytes(target, mark_drawing(buf.tobytes())))
+        ledger.remove_stale(stem, written)
+
+
+def predict_images(detector: Any, items: list[tuple[Path, str]], run: ImageRun, options: RunOptions,
+                   boxes: Any) -> tuple[int, int, int]:
+    """Images in batches, written by `run`; returns (done, faces, images without a face). Bad files go to
+    run.errors (and to run.on_skip when there is more than one image).
 
     Each image is checked on its own (size from its header, decoding, its boxes entry) and skipped by
     name when bad. Its faces are cropped as soon as it is read, and the full-size image is freed then
@@ -388,7 +400,6 @@ def predict_images(detector: Any, items: list[tuple[Path, str]], out: Path | Out
 
     from kdlandmarks.data.datasets.record import read_image
 
-    ledger = out if isinstance(out, OutputLedger) else OutputLedger(out, inputs)
     max_pixels = pixel_limit(options.max_megapixels)
     done = faces_total = empty = 0
     bar = tqdm(total=len(items), desc="images", unit="img",
@@ -399,7 +410,7 @@ def predict_images(detector: Any, items: list[tuple[Path, str]], out: Path | Out
         nonlocal done, faces_total, empty
         results = detector.faces_from_crops([item[2] for item in pending])
         for (path, stem, _, size, image), faces in zip(pending, results):
-            write_image_result(path, stem, ledger, size, image, faces, options.formats, options.draw, meta)
+            run.write(path, stem, size, image, faces, options)
             done += 1
             faces_total += len(faces)
             empty += not faces
@@ -411,9 +422,9 @@ def predict_images(detector: Any, items: list[tuple[Path, str]], out: Path | Out
             image = read_image(path, max_pixels)
             crops = detector.crop_faces(image, boxes_for(boxes, path, stem), options.box_source, name=str(path))
         except KDLandmarksError as exc:
-            errors.append(exc)
-            if len(items) > 1 and on_skip is not None:
-                on_skip(exc)
+            run.errors.append(exc)
+            if len(items) > 1 and run.on_skip is not None:
+                run.on_skip(exc)
             bar.update(1)
             continue
         size = (image.shape[1], image.shape[0])
@@ -572,7 +583,7 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path = "predictions", 
         ledger = OutputLedger(out, inputs)
         summary.beside = ledger.beside
         summary.images_done, summary.faces, summary.images_without_face = predict_images(
-            detector, images, ledger, options, boxes, meta, summary.errors, inputs, on_skip)
+            detector, images, ImageRun(ledger, meta, summary.errors, on_skip), options, boxes)
     for path, stem in videos:
         try:
             n, f = predict_video(detector, path, stem, out, options, boxes, meta, inputs)

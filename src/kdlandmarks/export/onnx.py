@@ -232,54 +232,68 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration_crops: 
     `check_landmarks` (crop pixels) are given, the NME of both models (inter-ocular).
     """
     require_train("int8 quantisation", ("onnx",))
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    import onnx
-
     src = OnnxRegressor(onnx_in)
-    info, size = src.info, src.input_size
     if calibration_crops is None:
-        calibration_crops, auto_points, _ = face_crops(size, 32, info.crop_margin)
+        calibration_crops, auto_points, _ = face_crops(src.input_size, 32, src.info.crop_margin)
         if check_crops is None and check_landmarks is None:
             check_landmarks = auto_points
-    calib = to_batch(calibration_crops, size)
+    calib = to_batch(calibration_crops, src.input_size)
     out = Path(onnx_out)
     with _onnx_output(out, f"int8 quantisation of {onnx_in}") as tmp:
-        pre = tmp.with_name(tmp.name + ".pre.onnx")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Shape inference + graph clean-up first, as onnxruntime recommends before quantising.
-                quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
-                if method == "static":
-                    head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul")]
-                    quantize_static(str(pre), str(tmp), _CropReader(calib), quant_format=QuantFormat.QDQ,
-                                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
-                                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                                    nodes_to_exclude=head)
-                elif method == "dynamic":
-                    quantize_dynamic(str(pre), str(tmp), per_channel=True, weight_type=QuantType.QUInt8)
-                else:
-                    raise ModelError(f"unknown int8 method {method!r}: choose static or dynamic")
-            proto = onnx.load(str(tmp))
-            _set_metadata(proto, {METADATA_KEY: json.dumps(asdict(info)),
-                                  QUANT_KEY: json.dumps({"method": method, "weights": "int8 per-channel, reduce_range",
-                                                         "head": "fp32" if method == "static" else "int8",
-                                                         "calibration_images": len(calib)})})
-            onnx.save(proto, str(tmp))
-        finally:
-            pre.unlink(missing_ok=True)
-    check = to_batch(check_crops, size) if check_crops is not None else calib
-    q = OnnxRegressor(out)
-    fp32, int8 = src(check), q(check)
-    report: dict[str, Any] = {"path": str(out), "method": method, "input_size": size, "bytes": out.stat().st_size,
-                              "check_source": f"{len(check)} {'given' if check_crops is not None else 'calibration'}"
-                                              " crops"}
-    report.update(_compare(fp32, int8, info))
+        _write_int8(Path(onnx_in), tmp, method, calib, src.info)
+    if check_crops is None:
+        return _int8_report(src, out, method, calib, "calibration", check_landmarks)
+    return _int8_report(src, out, method, to_batch(check_crops, src.input_size), "given", check_landmarks)
+
+
+def _write_int8(onnx_in: Path, tmp: Path, method: str, calib: np.ndarray, info: ModelInfo) -> None:
+    """The int8 model of `onnx_in` at `tmp`, with the model's info and how it was quantised as metadata."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = tmp.with_name(tmp.name + ".pre.onnx")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Shape inference + graph clean-up first, as onnxruntime recommends before quantising.
+            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
+            _quantize(pre, tmp, method, calib)
+        proto = onnx.load(str(tmp))
+        _set_metadata(proto, {METADATA_KEY: json.dumps(asdict(info)),
+                              QUANT_KEY: json.dumps({"method": method, "weights": "int8 per-channel, reduce_range",
+                                                     "head": "fp32" if method == "static" else "int8",
+                                                     "calibration_images": len(calib)})})
+        onnx.save(proto, str(tmp))
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def _quantize(pre: Path, tmp: Path, method: str, calib: np.ndarray) -> None:
+    """onnxruntime's quantiser for `method` (see quantize_int8), from the pre-processed graph to `tmp`."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if method == "static":
+        head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul")]
+        quantize_static(str(pre), str(tmp), _CropReader(calib), quant_format=QuantFormat.QDQ,
+                        per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=head)
+    elif method == "dynamic":
+        quantize_dynamic(str(pre), str(tmp), per_channel=True, weight_type=QuantType.QUInt8)
+    else:
+        raise ModelError(f"unknown int8 method {method!r}: choose static or dynamic")
+
+
+def _int8_report(src: OnnxRegressor, out: Path, method: str, check: np.ndarray, check_source: str,
+                 check_landmarks: np.ndarray | None) -> dict[str, Any]:
+    """quantize_int8's report: the int8 model at `out` against the fp32 one (`src`) on the `check` batch."""
+    fp32, int8 = src(check), OnnxRegressor(out)(check)
+    report: dict[str, Any] = {"path": str(out), "method": method, "input_size": src.input_size,
+                              "bytes": out.stat().st_size, "check_source": f"{len(check)} {check_source} crops"}
+    report.update(_compare(fp32, int8, src.info))
     if check_landmarks is not None and len(check_landmarks) == len(check):
-        report.update(_nme_pair(fp32, int8, np.asarray(check_landmarks), info))
+        report.update(_nme_pair(fp32, int8, np.asarray(check_landmarks), src.info))
     return report
 
 

@@ -117,20 +117,25 @@ class LandmarkDetector:
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu", backend: str | None = None,
                  detector: str | FaceDetector | Callable[..., Any] = "auto", num_points: int | None = None,
                  batch_size: int = 32, calibration: BoxCalibration | str | None = None,
-                 detector_options: dict[str, Any] | None = None, flip_test: bool = False,
-                 _loaded: tuple[Any, Any] | None = None) -> None:
+                 detector_options: dict[str, Any] | None = None, flip_test: bool = False) -> None:
+        self._configure(lambda: load_runner(DEFAULT_MODEL if model is None else model, backend, device),
+                        backend=backend, detector=detector, num_points=num_points, batch_size=batch_size,
+                        calibration=calibration, detector_options=detector_options, flip_test=flip_test)
+
+    def _configure(self, load: Callable[[], tuple[Any, Any, Path | None, str, str]], *, backend: str | None = None,
+                   detector: str | FaceDetector | Callable[..., Any] = "auto", num_points: int | None = None,
+                   batch_size: int = 32, calibration: BoxCalibration | str | None = None,
+                   detector_options: dict[str, Any] | None = None, flip_test: bool = False) -> None:
+        """Check the options, then take the network from `load()` -> (run, info, model_path, backend, device)
+        and set the detector up around it. __init__ loads a model file here; from_model hands in a network
+        already in memory, so the public constructor needs no private parameter for it."""
         if backend is not None and backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose torch or onnx")
         if int(batch_size) < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        if _loaded is not None:
-            net, self.info = _loaded
-            self.model_path: Path | None = None
-            self.backend = "torch"
-            self._run, self.device = torch_runner(net, device)
-        else:
-            self._load(DEFAULT_MODEL if model is None else model, backend, device)
+        self.model_path: Path | None
+        self._run, self.info, self.model_path, self.backend, self.device = load()
         if num_points is not None and int(num_points) != int(self.info.num_points):
             raise ModelError(f"{self.model_path or 'model'}: predicts {self.info.num_points} points, "
                              f"but {num_points} were requested")
@@ -164,16 +169,21 @@ class LandmarkDetector:
 
     @classmethod
     def from_model(cls, model: Any, info: Any, device: str = "cpu", **kwargs: Any) -> "LandmarkDetector":
-        """Wrap an in-memory LandmarkRegressor and its ModelInfo (e.g. right after training)."""
-        return cls(device=device, _loaded=(model, info), **kwargs)
+        """Wrap an in-memory LandmarkRegressor and its ModelInfo (e.g. right after training); the other
+        keywords are the constructor's."""
+
+        def loaded() -> tuple[Any, Any, None, str, str]:
+            run, used_device = torch_runner(model, device)
+            return run, info, None, "torch", used_device
+
+        detector = cls.__new__(cls)
+        detector._configure(loaded, **kwargs)
+        return detector
 
     def set_network(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
         """Run the network through `run` ((B, 3, S, S) float32 -> (B, 2N)) from now on: e.g. the same .onnx
         on an OnnxRegressor with its own thread count (benchmarks/box_perturbation.py)."""
         self._run = run
-
-    def _load(self, model: str | Path, backend: str | None, device: str) -> None:
-        self._run, self.info, self.model_path, self.backend, self.device = load_runner(model, backend, device)
 
     # ----------------------------------------------------------------------------------------------
     @property
