@@ -13,12 +13,13 @@
 #   prec-r18-fp32      a same-seed pair that says whether bf16 changes accuracy: Tough-Teacher, ResNet-18, 12 epochs
 #   prec-r18-bf16      from scratch, one in fp32, one in bf16-mixed (benchmarks/validation_pairs.py pairs them)
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
+#   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v4}
 DATA=${DATA:-../shared/data/300w}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
 CORE=${CORE:-1}
-ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1}
+ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1 tough-r34-s2}
 [ -n "${SNAP:-}" ] && export PYTHONPATH="$SNAP"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 kdl() { taskset -c "$CORE" python3 -m kdlandmarks "$@"; }
@@ -29,8 +30,11 @@ kd=(--loss kd --tough kd-teacher-300w-tough --tolerant kd-teacher-300w-tolerant 
 for run in $ONLY; do
   [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
   case $run in
-    tough-r34-*|tolerant-r34-*)
+    tough-r34-s1|tolerant-r34-s1)
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
+    tough-r34-s2)
+      args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=40
+            --init "$RUNS/tough-r34-s1/model.pt" --set teacher.lr=1e-3) ;;
     prec-r18-fp32|prec-r18-bf16)
       args=(train teacher --kind tough --set teacher.arch=resnet18 --set teacher.epochs=12
             --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
