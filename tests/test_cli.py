@@ -172,3 +172,18 @@ def test_report_pairs_every_scored_face_when_subsets_are_groups(tmp_path):
     table = compare({"a": tmp_path / "a", "b": tmp_path / "b"}, tmp_path / "rep", subset="common", baseline="a")
     assert "| b | common | 4 |" in table and "-1.00 [-1.00, -1.00] | 0.846 | 4 / 0 |" in table
     assert "all 4 faces scored" in table
+
+
+def test_predict_errors_speak_the_library_and_the_cli_names_its_flags():
+    import pytest as _pytest
+
+    from kdlandmarks.apps.predict import RunOptions
+    from kdlandmarks.cli import cli_message
+    from kdlandmarks.errors import ConfigError
+
+    for options, flag in ((RunOptions(formats="bogus"), "--format 'bogus'"), (RunOptions(boxes="abc"), "--boxes 'abc'"),
+                          (RunOptions(batch_size=0), "--batch-size must")):
+        with _pytest.raises(ConfigError) as caught:
+            options.checked()
+        assert "--" not in str(caught.value)  # the library's own terms: formats, boxes, batch_size
+        assert cli_message(caught.value).startswith(flag)

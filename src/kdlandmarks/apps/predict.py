@@ -52,7 +52,8 @@ def parse_formats(text: str | Sequence[str]) -> set[str]:
     formats = {f.strip().lower() for f in items if f.strip()}
     bad = formats - set(FORMATS)
     if bad or not formats:
-        raise ConfigError(f"--format {text!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+        raise ConfigError(f"{{formats}} {text!r}: choose from {', '.join(FORMATS)} (comma-separated)",
+                          parameters=("formats",))
     return formats
 
 
@@ -85,12 +86,14 @@ def parse_boxes(text: Any) -> Any:
         try:
             vals = [float(v) for v in part.replace(" ", "").split(",")]
         except ValueError:
-            raise ConfigError(f"--boxes {text!r}: expected numbers 'x0,y0,x1,y1[;...]'") from None
+            raise ConfigError(f"{{boxes}} {text!r}: expected numbers 'x0,y0,x1,y1[;...]'",
+                              parameters=("boxes",)) from None
         if len(vals) not in (4, 5) or vals[2] <= vals[0] or vals[3] <= vals[1]:
-            raise ConfigError(f"--boxes {part!r}: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0")
+            raise ConfigError(f"{{boxes}} {part!r}: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0",
+                              parameters=("boxes",))
         boxes.append(vals)
     if not boxes:
-        raise ConfigError("--boxes: no box given")
+        raise ConfigError("{boxes}: no box given", parameters=("boxes",))
     return boxes
 
 
@@ -311,7 +314,7 @@ class RunOptions:
     def checked(self) -> "RunOptions":
         """A copy with the formats as a set and the boxes parsed; ConfigError/DataError for bad values."""
         if int(self.batch_size) < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"{{batch_size}} must be at least 1, got {self.batch_size}", parameters=("batch_size",))
         pixel_limit(self.max_megapixels)
         return replace(self, formats=parse_formats(self.formats), boxes=parse_boxes(self.boxes),
                        batch_size=int(self.batch_size))
@@ -606,7 +609,8 @@ def _run_meta(detector: Any, model: Any, boxes: Any, box_source: str | None) -> 
     """Check the box options against the detector and return the fields every output file carries."""
     if box_source is not None:
         if boxes is None:
-            raise ConfigError("--box-source names the convention of --boxes: give --boxes too")
+            raise ConfigError("{box_source} names the convention of {boxes}: give {boxes} too",
+                              parameters=("box_source", "boxes"))
         detector.calibration_for(box_source)  # an unknown name: one error before any file is read
     if boxes is None or isinstance(boxes, dict):
         _ = detector.face_detector  # a missing detector is one error for the whole run, not one per file

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Library parameters whose flag is not "--" + the parameter's (last dotted) name with dashes (argparse's rule).
 FLAG_OF_PARAMETER = {"input_size": "--size", "max_pixels": "--max-megapixels", "out_dir": "--out",
-                     "teachers.online": "--online-teachers"}
+                     "teachers.online": "--online-teachers", "formats": "--format"}
 
 
 def flag_of(parameter: str) -> str:
