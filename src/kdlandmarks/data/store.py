@@ -75,10 +75,20 @@ class PrepareParams:
         """self, or ConfigError when a size, context, margin or copy count is out of range."""
         from kdlandmarks.errors import ConfigError
 
-        if self.input_size < 16 or self.context < 1 or self.copies < 1 or self.margin < 0:
+        if not all(valid(getattr(self, name)) for name, (valid, _) in STORE_RULES.items()):
             raise ConfigError("need {input_size} >= 16, {context} >= 1, {copies} >= 1 and {margin} >= 0",
                               parameters=("input_size", "context", "copies", "margin"))
         return self
+
+
+# The ranges a store's settings must lie in, each with its rule in words: PrepareParams.check and the
+# training recipes' checks (training.config.check_recipe) share them.
+STORE_RULES = {
+    "input_size": (lambda v: v >= 16, "must be at least 16"),
+    "context": (lambda v: v >= 1, "must be at least 1"),
+    "margin": (lambda v: v >= 0, "must be >= 0"),
+    "copies": (lambda v: v >= 1, "must be at least 1"),
+}
 
 
 class FaceStore:

@@ -216,13 +216,11 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
 def check_recipe(recipe: Recipe, where: str = "recipe") -> Recipe:
     """Range checks of the values that would otherwise fail deep inside training (or train forever)."""
     from kdlandmarks.data.codec import SPACES
+    from kdlandmarks.data.store import STORE_RULES
 
     r, d = recipe, recipe.data
     checks = [  # (key, value, valid, rule)
-        ("input_size", r.input_size, r.input_size >= 16, "must be at least 16"),
-        ("context", r.context, r.context >= 1, "must be at least 1"),
-        ("margin", r.margin, r.margin >= 0, "must be >= 0"),
-        ("copies", r.copies, r.copies >= 1, "must be at least 1"),
+        *((key, getattr(r, key), valid(getattr(r, key)), rule) for key, (valid, rule) in STORE_RULES.items()),
         ("space", r.space, r.space in SPACES, f"must be one of {', '.join(SPACES)}"),
         ("asm_variance", r.asm_variance, 0 < r.asm_variance <= 1, "must be in (0, 1]"),
         ("data.batch_size", d.batch_size, d.batch_size >= 1, "must be at least 1"),
