@@ -44,7 +44,7 @@ from kdlandmarks.data.flip import flip_scheme, run_flip_test
 from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.inference.detection import Detection, FaceDetector, check_boxes, create_detector, resolve_detector_name
 from kdlandmarks.inference.detection.base import box_iou
-from kdlandmarks.inference.detection.rotations import RotationSearch, turned_back, turned_box_back
+from kdlandmarks.inference.detection.rotations import RotationSearch, turned_detection_back
 from kdlandmarks.inference.calibration import box_source_names, check_box_source, resolve_calibration
 from kdlandmarks.data.images import check_image, shrink, too_small
 from kdlandmarks.errors import ConfigError, DataError, KDLandmarksError, ModelError
@@ -352,7 +352,6 @@ class LandmarkDetector:
         """One image's faces and their crop transforms, without the crops (the image is still at hand)."""
         if given is None:
             dets = self._detect_faces(image, name)
-            bxs = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
             scores = np.array([d.score for d in dets], dtype=np.float64)
             calibration = self.detector_calibration(self.face_detector.name)
             dets = [self._sideways_redetected(image, d, name) for d in dets]
@@ -372,26 +371,27 @@ class LandmarkDetector:
         """A face lying sideways or upside down (keypoints rolled past 45 degrees) found again on the image
         turned by the quarter turns that stand it upright: detectors' keypoints are poor on such faces
         (RetinaFace's roll is off by 18 degrees at the median at 90 degrees of roll) and good on upright
-        ones. The detection mapped back exactly, or the first one when the turned image shows no match."""
-        if self.roll_threshold is None or detection.keypoints is None or len(detection.keypoints) < 2:
-            return detection
-        turns = round(float(roll_angle(detection.keypoints[0], detection.keypoints[1])) / (math.pi / 2)) % 4
+        ones. The detection found there mapped back exactly, or `detection` itself when none matches it."""
+        roll = self._eye_roll(detection)
+        turns = 0 if roll is None else round(roll / (math.pi / 2)) % 4
         if turns == 0:
             return detection
         height, width = image.shape[:2]
         turned = self._detect_faces(np.ascontiguousarray(np.rot90(image, turns)), name)
-        found = [Detection(turned_box_back(d.box, turns, width, height), d.score,
-                           None if d.keypoints is None else turned_back(d.keypoints, turns, width, height))
-                 for d in turned]
+        found = [turned_detection_back(d, turns, width, height) for d in turned]
         best = max(found, key=lambda d: float(box_iou(detection.box, d.box)[0]), default=None)
         return best if best is not None and box_iou(detection.box, best.box)[0] > 0.3 else detection
 
+    def _eye_roll(self, detection: Detection) -> float | None:
+        """The roll of a detection's eye keypoints; None without them, or when faces are never turned."""
+        if self.roll_threshold is None or detection.keypoints is None or len(detection.keypoints) < 2:
+            return None
+        return float(roll_angle(detection.keypoints[0], detection.keypoints[1]))
+
     def _keypoint_roll(self, detection: Detection) -> float:
         """The roll to turn a detected face by: its eye keypoints' roll past roll_threshold, else 0."""
-        if self.roll_threshold is None or detection.keypoints is None or len(detection.keypoints) < 2:
-            return 0.0
-        roll = float(roll_angle(detection.keypoints[0], detection.keypoints[1]))
-        return roll if abs(roll) > self.roll_threshold else 0.0
+        roll = self._eye_roll(detection)
+        return roll if roll is not None and abs(roll) > self.roll_threshold else 0.0
 
     def _turned_upright(self, image: np.ndarray, transforms: list[CropTransform],
                         rolled: list[int]) -> list[CropTransform]:

@@ -36,6 +36,13 @@ def turned_box_back(box: np.ndarray, turns: int, width: int, height: int) -> np.
     return np.concatenate([back.min(axis=0), back.max(axis=0)])
 
 
+def turned_detection_back(detection: Detection, turns: int, width: int, height: int) -> Detection:
+    """A detection made on np.rot90(image, turns) -> the same face in the `width` x `height` image."""
+    keypoints = detection.keypoints
+    return Detection(turned_box_back(detection.box, turns, width, height), detection.score,
+                     None if keypoints is None else turned_back(keypoints, turns, width, height))
+
+
 class RotationSearch:
     """A detector that also tries quarter-turned copies of an image in which `detector` finds no face.
 
@@ -58,8 +65,6 @@ class RotationSearch:
             # upright; the turn that stands it up scores higher
             if found and (not best or max(d.score for d in found) > max(d.score for d in best)):
                 best_turns, best = turns, found
-        return [Detection(turned_box_back(d.box, best_turns, width, height), d.score,
-                          None if d.keypoints is None else turned_back(d.keypoints, best_turns, width, height))
-                for d in best]
+        return [turned_detection_back(d, best_turns, width, height) for d in best]
 
     __call__ = detect
