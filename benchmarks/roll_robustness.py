@@ -6,26 +6,37 @@ then runs on the whole rotated photo, face detector included, as a user calls it
 when one detected face's box matches the rotated ground truth (inference.detection.face_matches);
 NME (inter-ocular, %) is over the faces found, and misses are counted apart.
 
+Each row also counts the work per photo: face-detector runs on whole photos and on the small patches a
+rolled face is found again on (LandmarkDetector.upright_patch), and face crops through the landmark network.
+`--residual` also measures the roll the network sees in each found face's final crop (the true eye line's
+roll less the crop's turn; detect() in its two public halves, crop_faces and faces_from_crops, which give
+the same landmarks), as percentiles of its size.
+
 Usage: python3 benchmarks/roll_robustness.py [--root ../shared/data/300w] [--split lfpw/testset]
-       [--rolls 0,20,40,60,90] [--model kd-student-300w-lite] [--limit N] [--out results/roll]
-Pick settings on validation faces (--split of the train faces, e.g. --split helen/trainset --limit 100), report
-on LFPW test.
+       [--rolls 0,20,40,60,90] [--model kd-student-300w-lite] [--limit N] [--residual] [--out results/roll]
+       [--upright-patch unsure=0.99 | --no-upright-patch] [--roll-threshold DEG] [--search-rotations]
+Pick settings on validation faces (--validation ~/kdl-runs/stores/300w-train-128x1), report on LFPW test.
+docs/rolled-faces.md has the figures.
 """
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from kdlandmarks.data.crop import roll_angle
 from kdlandmarks.data.datasets import load_dataset, read_image
 from kdlandmarks.data.schemes import W300
 from kdlandmarks.evaluation.metrics import per_image_nme
 from kdlandmarks.fileio import atomic_write_json
-from kdlandmarks.inference.detection import face_matches
+from kdlandmarks.inference.detection import create_detector, face_matches
+from kdlandmarks.inference.detection.rotations import DEFAULT_UPRIGHT_PATCH, UprightPatch
 from kdlandmarks.inference.detector import LandmarkDetector
+from kdlandmarks.inference.runtime import OnnxRegressor
 
 
 def rotated(image: np.ndarray, landmarks: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
@@ -42,27 +53,112 @@ def rotated(image: np.ndarray, landmarks: np.ndarray, degrees: float) -> tuple[n
     return out, landmarks @ m[:, :2].T + m[:, 2]
 
 
-def best_face(faces: list, truth: np.ndarray):
-    """The detected face that is the annotated one (its box matches), nearest first; None if none."""
-    found = [f for f in faces if face_matches(f.box, truth)]
+def best_face(faces: list, truth: np.ndarray) -> int | None:
+    """The index of the detected face that is the annotated one (its box matches), nearest first; None if none."""
+    found = [i for i, f in enumerate(faces) if face_matches(f.box, truth)]
     if not found:
         return None
     centre = truth.mean(0)
-    return min(found, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - centre)))
+    return min(found, key=lambda i: float(np.linalg.norm(faces[i].landmarks.mean(0) - centre)))
 
 
-def score_roll(detector: LandmarkDetector, records: list, degrees: float) -> dict[str, float]:
-    preds, truths, misses = [], [], 0
+@dataclass
+class CountedDetector:
+    """A face detector that counts its runs, on whole photos and on patches (squares of `patch` pixels,
+    LandmarkDetector.upright_patch) apart."""
+
+    inner: object
+    patch: int = DEFAULT_UPRIGHT_PATCH.size
+    counts: dict = field(default_factory=lambda: {"photo_detections": 0, "patch_detections": 0})
+
+    @property
+    def name(self) -> str:
+        return self.inner.name  # the wrapped detector's boxes: its calibration applies
+
+    def detect(self, image: np.ndarray) -> list:
+        patch = image.shape[0] == image.shape[1] == self.patch
+        self.counts["patch_detections" if patch else "photo_detections"] += 1
+        return self.inner.detect(image)
+
+
+@dataclass
+class CountedNetwork:
+    """A landmark network ((B, 3, S, S) -> (B, 2N)) that counts the face crops it runs on."""
+
+    inner: object
+    counts: dict = field(default_factory=lambda: {"network_crops": 0})
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.counts["network_crops"] += len(batch)
+        return self.inner(batch)
+
+
+def score_roll(detector: LandmarkDetector, records: list, degrees: float, counters: list,
+               residual: bool = False) -> dict:
+    """One row of the table: NME over the faces found, misses, per-face NME, work per photo (`counters`: the
+    detector's counted face detector and network) and (with `residual`) the roll left in the found faces'
+    final crops."""
+    for c in counters:
+        c.counts = dict.fromkeys(c.counts, 0)
+    preds, truths, per_face, left = [], [], {}, []
     for r in records:
         image, truth = rotated(read_image(r.image_path), r.landmarks, degrees)
-        face = best_face(detector.detect(image), truth)
-        if face is None:
-            misses += 1
+        if residual:
+            item = detector.crop_faces(image)
+            faces = detector.faces_from_crops([item])[0]
+        else:
+            faces = detector.detect(image)
+        k = best_face(faces, truth)
+        per_face[r.name] = None
+        if k is None:
             continue
-        preds.append(face.landmarks)
+        preds.append(faces[k].landmarks)
         truths.append(truth)
+        per_face[r.name] = round(float(per_image_nme(faces[k].landmarks[None], truth[None], W300)[0] * 100), 3)
+        if residual:
+            true_roll = float(roll_angle(truth[36], truth[45]))
+            left.append(math.degrees(abs(math.remainder(true_roll - item.transforms[k].angle, math.tau))))
     nme = float(per_image_nme(np.stack(preds), np.stack(truths), W300).mean() * 100) if preds else math.nan
-    return {"roll": degrees, "faces": len(records), "found": len(preds), "misses": misses, "nme": round(nme, 2)}
+    row = {"roll": degrees, "faces": len(records), "found": len(preds), "misses": len(records) - len(preds),
+           "nme": round(nme, 2), "per_face": per_face}
+    for c in counters:
+        row.update({k: round(v / max(len(records), 1), 3) for k, v in c.counts.items()})
+    if residual and left:
+        row["residual_deg"] = {f"p{q}": round(float(np.percentile(left, q)), 1) for q in (50, 90, 95, 99, 100)}
+    return row
+
+
+def upright_patch(text: str) -> UprightPatch:
+    """DEFAULT_UPRIGHT_PATCH with the fields "name=value,..." changed (angles in degrees)."""
+    fields = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if not hasattr(DEFAULT_UPRIGHT_PATCH, key.strip()):
+            raise SystemExit(f"--upright-patch: no field {key.strip()!r} in UprightPatch")
+        kind = type(getattr(DEFAULT_UPRIGHT_PATCH, key.strip()))
+        fields[key.strip()] = math.radians(float(value)) if key.strip() in ("rolled", "upright") else kind(value)
+    return replace(DEFAULT_UPRIGHT_PATCH, **fields)
+
+
+def build_detector(args: argparse.Namespace) -> tuple[LandmarkDetector, list]:
+    """The default pipeline with the options asked for, and the counters of its face detector and (on
+    onnxruntime) its network: the same .onnx file, counted."""
+    patch = upright_patch(args.upright_patch) if args.upright_patch else DEFAULT_UPRIGHT_PATCH
+    counters: list = [CountedDetector(create_detector("auto"), patch.size)]
+    detector = LandmarkDetector(args.model, detector=counters[0])
+    if detector.backend == "onnx" and detector.model_path is not None:
+        counters.append(CountedNetwork(OnnxRegressor(detector.model_path)))
+        detector.set_network(counters[1])
+    detector.search_rotations = args.search_rotations
+    if args.roll_passes is not None:
+        detector.roll_passes = args.roll_passes
+    if args.roll_threshold is not None:
+        detector.roll_threshold = None if args.roll_threshold < 0 else math.radians(args.roll_threshold)
+    if args.no_upright_patch:
+        detector.upright_patch = None
+    else:
+        detector.upright_patch = patch
+    return detector, counters
 
 
 def main() -> None:
@@ -77,6 +173,11 @@ def main() -> None:
     ap.add_argument("--search-rotations", action="store_true", help="LandmarkDetector.search_rotations on")
     ap.add_argument("--roll-passes", type=int, help="LandmarkDetector.roll_passes")
     ap.add_argument("--roll-threshold", type=float, help="LandmarkDetector.roll_threshold in degrees (-1: never turn)")
+    ap.add_argument("--no-upright-patch", action="store_true", help="LandmarkDetector.upright_patch = None: rolled "
+                    "faces keep the keypoints the detector found them with")
+    ap.add_argument("--upright-patch", metavar="FIELD=VALUE,...", help="LandmarkDetector.upright_patch with these "
+                    "UprightPatch fields changed (rolled and upright in degrees), e.g. squat=1.0,unsure=0.99")
+    ap.add_argument("--residual", action="store_true", help="also the roll left in each found face's final crop")
     ap.add_argument("--out", help="folder for roll.json")
     args = ap.parse_args()
     if args.validation:
@@ -87,20 +188,20 @@ def main() -> None:
     else:
         records = load_dataset("300w", args.root, args.split)
     records = records[: args.limit]
-    detector = LandmarkDetector(args.model)
-    detector.search_rotations = args.search_rotations
-    if args.roll_passes is not None:
-        detector.roll_passes = args.roll_passes
-    if args.roll_threshold is not None:
-        detector.roll_threshold = None if args.roll_threshold < 0 else math.radians(args.roll_threshold)
-    rows = [score_roll(detector, records, float(a)) for a in args.rolls.split(",")]
+    detector, counters = build_detector(args)
+    rows = [score_roll(detector, records, float(a), counters, args.residual) for a in args.rolls.split(",")]
     print(f"model {args.model or 'default'}, {args.split}, {len(records)} faces, whole photos, default detector, "
           f"roll threshold {detector.roll_threshold}, refining passes {detector.roll_passes}, "
-          f"search rotations {detector.search_rotations}")
-    print("| roll | NME (faces found) | misses |")
-    print("|---|---|---|")
+          f"upright patch {detector.upright_patch}, search rotations {detector.search_rotations}")
+    print("| roll | NME (faces found) | misses | detector runs per photo: photo + patch | network crops per photo |"
+          + (" residual roll p50 / p90 / p99 / max |" if args.residual else ""))
+    print("|---|---|---|---|---|" + ("---|" if args.residual else ""))
     for row in rows:
-        print(f"| {row['roll']:g} deg | {row['nme']:.2f} | {row['misses']} of {row['faces']} |")
+        res = row.get("residual_deg", {})
+        print(f"| {row['roll']:g} deg | {row['nme']:.2f} | {row['misses']} of {row['faces']} | "
+              f"{row.get('photo_detections', 0):.2f} + {row.get('patch_detections', 0):.2f} | "
+              f"{row.get('network_crops', math.nan):.2f} |"
+              + (f" {res.get('p50')} / {res.get('p90')} / {res.get('p99')} / {res.get('p100')} |" if res else ""))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(args.out) / "roll.json", {"split": args.split, "model": args.model, "rows": rows})

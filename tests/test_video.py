@@ -155,7 +155,8 @@ class BlobDetector:
     "network" puts 68 grid points on the bright pixels of each crop, or a small grid at the crop's centre
     when there are none (as a real network answers something on any crop)."""
 
-    size = 32
+    size = input_size = 32
+    roll_threshold = None  # its grid faces have no eyes: crops never turn
 
     def __init__(self):
         from types import SimpleNamespace
@@ -163,18 +164,27 @@ class BlobDetector:
         self.info = SimpleNamespace(crop_margin=0.1)
         self.detector_runs = 0
         self.network_calls = 0
+        self.scan_sizes = []  # detect_max_side of each face-detector run
 
     def calibration_for(self, source=None):
         from kdlandmarks.data.crop import BoxCalibration
 
         return BoxCalibration()
 
-    def crop_faces(self, image, boxes=None, box_source=None, name="image"):
+    def crop_windows(self, image, transforms, scores=None, name="image"):
+        from kdlandmarks.inference.detector import FaceCrops
+
+        transforms = list(transforms)
+        return FaceCrops(np.zeros((len(transforms), 4)), np.asarray(scores, dtype=np.float64), transforms,
+                         [t.warp(image) for t in transforms])
+
+    def crop_faces(self, image, boxes=None, box_source=None, name="image", detect_max_side=None):
         from kdlandmarks.data.crop import BoxCalibration, box_crop
         from kdlandmarks.inference.detector import FaceCrops
 
         if boxes is None:
             self.detector_runs += 1
+            self.scan_sizes.append(detect_max_side)
             count, _, stats, _ = cv2.connectedComponentsWithStats((image[..., 0] > 128).astype(np.uint8))
             boxes = np.array([[x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5, 0.9] for x, y, w, h, _ in stats[1:]])
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
@@ -225,6 +235,26 @@ def test_tracker_follows_a_moving_face_from_its_landmarks_and_detects_only_when_
     assert detector.detector_runs == 3  # frames 0, 30 and 60: only the bound made it run
     assert detector.network_calls == 65  # one network call per frame
     assert tracker.frames == 65 and tracker.detections == 3
+
+
+def test_periodic_scans_look_at_a_smaller_copy_and_doubtful_tracks_at_full_size():
+    from kdlandmarks.inference.tracking import LandmarkTracker, TrackingOptions
+
+    detector = BlobDetector()
+    tracker = LandmarkTracker(detector, smoothing=None, tracking=TrackingOptions(detect_every=10, scan_max_side=64))
+    for i in range(21):
+        tracker.update(blob_frame([(40 + i, 60)]))
+    assert detector.scan_sizes == [None, 64, 64]  # the first detection at full size, then the periodic scans
+    tracker.update(blob_frame([(120, 30)]))  # the face jumps away: the track's crop loses it
+    tracker.update(blob_frame([(120, 30)]))
+    assert detector.scan_sizes[3:] == [None]  # a doubtful track: the next detection looks at the full frame
+    full = LandmarkTracker(detector, smoothing=None, tracking=TrackingOptions(detect_every=10, scan_max_side=None))
+    detector.scan_sizes.clear()
+    for i in range(11):
+        full.update(blob_frame([(40 + i, 60)]))
+    assert detector.scan_sizes == [None, None]
+    with pytest.raises(ConfigError, match="scan_max_side"):
+        TrackingOptions(scan_max_side=8)
 
 
 def test_tracker_reacquires_a_face_that_leaves_and_returns():

@@ -4,8 +4,14 @@
   what kdlandmarks.export.modelspec writes now, and what LandmarkDetector, RetinaFaceDetector and LandmarkTracker use.
 - `kdlandmarks web` serves a built page with the MIME types and the cross-origin-isolation headers it needs,
   and its models from the package's weights; from a wheel installed in a fresh venv too (marker ``slow``).
-- The page's preprocessing (web/src/pipeline.js) under Node: crops and INTER_AREA resizes byte for byte equal
-  to OpenCV's (its own kernels, cv2.ipp off), and One-Euro smoothing equal to video.FaceFilter. Needs node.
+- The page's preprocessing (web/src/pipeline.js) under Node: crops (upright and turned with a face's roll) and
+  INTER_AREA resizes byte for byte equal to OpenCV's (its own kernels, cv2.ipp off), the crop geometry
+  (matrices, squares, boxes at any roll, quarter turns) equal to crop.py's and tracking.py's, and One-Euro
+  smoothing equal to video.FaceFilter. Needs node.
+- The page's whole pipeline under Node with onnxruntime-web (web/tests/pipeline.mjs, no browser): on rolled
+  photos it finds the faces of LandmarkDetector.detect and their 68 points within 0.5 px (crops turned by the
+  keypoints' roll, refined, rolled faces re-detected upright), and its webcam tracker follows a head that tilts
+  as tracking.LandmarkTracker does (turned crops, the periodic scan on a shrunk copy). Needs node and `npm ci`.
 - In headless Chromium (marker ``browser``): the built page on the bundled LFPW test photos gives the 68 points
   of LandmarkDetector("kd-student-300w-lite:fp32", backend="onnx", detector="retinaface") within 0.5 px, its webcam tracking on known
   frames is tracking.LandmarkTracker's, it is cross-origin isolated (wasm threads possible), works offline
@@ -14,6 +20,7 @@
   KDLANDMARKS_WEB_RESULTS=DIR keeps its screenshot and parity.json (points, timings) there (results/web/).
 """
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -30,12 +37,16 @@ import numpy as np
 import pytest
 
 from kdlandmarks.export import modelspec
-from kdlandmarks.data.crop import CropTransform
+from kdlandmarks.data.crop import BoxCalibration, CropTransform, gt_crop, roll_angle, square_from_landmarks
 from kdlandmarks.data.datasets.record import read_image
+from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.inference.calibration import box_source_names
 from kdlandmarks.errors import ConfigError
 from kdlandmarks.inference.detector import Face, LandmarkDetector
-from kdlandmarks.inference.tracking import DEFAULT_TRACKING, EDGE_REACH, TRACK_BOX_SOURCE, LandmarkTracker
+from kdlandmarks.inference.detection.rotations import QUARTER_TURNS, turned_back
+from kdlandmarks.inference.detector import KEYPOINT_LANDMARKS, ROLL_SETTLED
+from kdlandmarks.inference.tracking import (DEFAULT_TRACKING, EDGE_REACH, ROLL_HYSTERESIS, TRACK_BOX_SOURCE,
+                                            LandmarkTracker, box_for_square, crop_square)
 from kdlandmarks.inference.video import DEFAULT_FPS, DEFAULT_SMOOTHING, FaceFilter, SmoothingOptions
 from kdlandmarks.models.zoo import WEIGHTS_DIR
 
@@ -102,7 +113,19 @@ def test_spec_is_what_python_uses(onnx_detector):
     t = spec["tracking"]
     assert {k: t[k] for k in asdict(DEFAULT_TRACKING)} == asdict(DEFAULT_TRACKING)
     assert t["box_source"] == TRACK_BOX_SOURCE and TRACK_BOX_SOURCE in spec["box_calibrations"]
-    assert t["edge_reach"] == EDGE_REACH
+    assert t["edge_reach"] == EDGE_REACH and t["roll_hysteresis"] == ROLL_HYSTERESIS
+    # Rolled faces: LandmarkDetector's roll settings and the eyes it reads them from.
+    r = spec["roll"]
+    assert (r["threshold"], r["passes"], r["settled"]) == (onnx_detector.roll_threshold, onnx_detector.roll_passes,
+                                                           ROLL_SETTLED)
+    assert tuple(r["eyes"]) == get_scheme(info.scheme).inter_ocular and r["keypoint_eyes"] == [0, 1]
+    assert r["search_turns"] == (list(QUARTER_TURNS) if onnx_detector.search_rotations else [])
+    patch = onnx_detector.upright_patch
+    assert r["upright_patch"] == (None if patch is None else asdict(patch))
+    # The network check of an upright reading: the eye centres and the landmarks at the other keypoints.
+    scheme = get_scheme(info.scheme)
+    assert [tuple(g) for g in r["pupils"]] == list(scheme.pupils)
+    assert tuple(r["keypoint_landmarks"]) == KEYPOINT_LANDMARKS.get(scheme.name, ())
     # The network input: RGB in [0, 1].
     crop = np.arange(128 * 128 * 3, dtype=np.uint8).reshape(128, 128, 3)
     x = (crop.astype(np.float32) * np.float32(spec["input"]["scale"]) - np.float32(0)) / np.float32(1)
@@ -322,17 +345,8 @@ def tracking_frames(detector: LandmarkDetector, out: Path) -> tuple[list, Path]:
 def check_tracking(page: dict, frames: list, detector: LandmarkDetector) -> None:
     """The page's tracking of `frames` (window.kdl.trackBlobs) is tracking.LandmarkTracker's: the same
     frames with a detection, the same track ids, the same points and boxes within MAX_DIFF_PX."""
-    tracker = LandmarkTracker(detector, tracking=replace(DEFAULT_TRACKING, detect_every=TRACK_DETECT_EVERY))
-    assert len(page["frames"]) == len(frames)
-    for k, ((image, t), got) in enumerate(zip(frames, page["frames"])):
-        before = tracker.detections
-        faces = tracker.update(image, t)
-        assert got["detected"] == (tracker.detections > before), k
-        assert [f["track"] for f in got["faces"]] == [f.track for f in faces], k
-        for mine, want in zip(got["faces"], faces):
-            assert np.abs(np.array(mine["landmarks"]) - want.landmarks).max() < MAX_DIFF_PX, k
-            assert np.abs(np.array(mine["box"]) - want.box).max() < MAX_DIFF_PX, k
-    assert page["detections"] == tracker.detections
+    same_tracking(page, frames, LandmarkTracker(detector, tracking=replace(DEFAULT_TRACKING,
+                                                                           detect_every=TRACK_DETECT_EVERY)))
     # What happened: the moving face tracked between detections, the new face found by the next one.
     tracks = [sorted(f["track"] for f in frame["faces"]) for frame in page["frames"]]
     assert tracks[:7] == [[0]] * 7 and tracks[-1] == [0, 1], tracks
@@ -360,6 +374,15 @@ def _ipp(on: bool) -> bool:
     return was
 
 
+def without_ipp(fn, *args):
+    """fn(*args) with OpenCV's own kernels (the page's arithmetic), not Intel IPP's."""
+    was = _ipp(False)
+    try:
+        return fn(*args)
+    finally:
+        _ipp(was)
+
+
 def test_page_crops_are_opencvs(tmp_path, onnx_detector):
     node_or_skip()
 
@@ -373,10 +396,11 @@ def test_page_crops_are_opencvs(tmp_path, onnx_detector):
             image = np.ascontiguousarray(image[: image.shape[0] // 6 * 6, : image.shape[1] // 6 * 6])
         h, w = image.shape[:2]
         transforms = onnx_detector.crop_faces(image).transforms  # the detector's own crops
-        for _ in range(6):  # shrinking and enlarging windows, some past the image's edges
+        for j in range(10):  # shrinking and enlarging windows, some past the image's edges, some turned
             side = rng.uniform(0.2, 1.3) * max(w, h)
+            angle = 0.0 if j < 6 else rng.uniform(-math.pi, math.pi)
             transforms.append(CropTransform.from_square(rng.uniform(-0.2, 1.2) * w, rng.uniform(-0.2, 1.2) * h,
-                                                        side, size))
+                                                        side, size, angle))
         resizes = [(w // 2, h // 2), (w // 3, h // 3), (max(1, round(w * 0.37)), max(1, round(h * 0.37))),
                    (max(1, round(w * 0.81)), max(1, round(h * 0.61)))]
         raw = tmp_path / f"{k}.rgb"
@@ -426,6 +450,171 @@ def test_page_smoothing_is_pythons(tmp_path):
         np.testing.assert_allclose(page["box"], want.box, rtol=0, atol=1e-9)
         moved = max(moved, float(np.abs(want.landmarks - np.array(frame["landmarks"])).max()))
     assert moved > 1.0  # the filter did smooth
+
+
+def test_page_geometry_is_pythons(tmp_path):
+    """The page's crop geometry at any roll: crop matrices (from squares, boxes and landmarks), squares, boxes,
+    rolls and quarter turns are crop.py's, tracking.py's and detection.rotations' to 1e-9."""
+    node_or_skip()
+    rng = np.random.default_rng(2)
+    pts = rng.uniform(50, 250, (68, 2))
+    cal = BoxCalibration(dx=0.02, dy=0.15, scale=1.09)
+    calls, want = [], []
+    for angle in (0.0, 0.3, -0.7, math.pi / 2, 2.9, -math.pi):
+        t = CropTransform.from_square(130.5, 90.25, 150.0, 128, angle)
+        m = t.matrix.ravel().tolist()
+        box = [40.0, 30.0, 170.0, 180.0]
+        square = cal.square(np.array(box), angle)
+        calls += [["cropMatrix", [130.5, 90.25, 150.0, 128, angle]], ["matrixAngle", [m]], ["matrixScale", [m]],
+                  ["cropSquare", [m, 128]], ["toImage", [m, pts[:3].tolist()]],
+                  ["calibratedSquare", [box, {"dx": cal.dx, "dy": cal.dy, "scale": cal.scale}, angle]],
+                  ["boxForSquare", [list(square), {"dx": cal.dx, "dy": cal.dy, "scale": cal.scale}, angle]],
+                  ["squareFromLandmarks", [pts.tolist(), 0.1, angle]],
+                  ["landmarkCrop", [pts.tolist(), 128, 0.1, angle]]]
+        want += [m, t.angle, t.scale, list(crop_square(t)), t.to_image(pts[:3]).tolist(), list(square),
+                 box_for_square(square, cal, angle).tolist(), list(square_from_landmarks(pts, 0.1, angle)),
+                 gt_crop(pts, 128, 0.1, angle).matrix.ravel().tolist()]
+    calls.append(["rollAngle", [pts[36].tolist(), pts[45].tolist()]])
+    want.append(float(roll_angle(pts[36], pts[45])))
+    image = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    for turns in range(4):
+        calls += [["rot90", [{"data": image.ravel().tolist(), "width": 7, "height": 5}, turns]],
+                  ["turnedBack", [[1.5, 3.0], turns, 7, 5]]]
+        turned = np.rot90(image, turns)
+        want += [{"data": turned.ravel().tolist(), "width": turned.shape[1], "height": turned.shape[0]},
+                 turned_back(np.array([1.5, 3.0]), turns, 7, 5).tolist()]
+    got = json.loads(run_node("parity.mjs", {"calls": calls}, tmp_path, "geometry").read_text())
+    for (name, _), mine, theirs in zip(calls, got, want, strict=True):
+        if isinstance(theirs, dict):
+            assert mine == theirs, name
+        else:
+            np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9, err_msg=name)
+
+
+def pipeline_or_skip() -> None:
+    node_or_skip()
+    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+        missing("the web app's packages are not installed (cd web && npm ci)")
+
+
+def rolled_photo(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo rolled by `degrees` (counter-clockwise on screen) on a canvas grown to hold all of it."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ m.T
+    m[:, 2] -= np.floor(corners.min(0))
+    size = tuple(int(v) + 1 for v in np.ceil(corners.max(0)) - np.floor(corners.min(0)))
+    return cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def raw_image(image: np.ndarray, path: Path) -> dict:
+    path.write_bytes(np.ascontiguousarray(image).tobytes())
+    return {"raw": str(path), "width": image.shape[1], "height": image.shape[0]}
+
+
+# (photo, roll in degrees); at -120 degrees photo 11's first upright reading fails the network check (the search
+# goes on to the patch's half turn and quarter turns)
+ROLLED_PHOTOS = [(0, 0.0), (0, 40.0), (1, -60.0), (2, 90.0), (3, 180.0), (4, 25.0), (11, -120.0)]
+
+
+def test_page_finds_rolled_faces_as_python(tmp_path, onnx_detector):
+    """On photos rolled by up to 180 degrees, the page (onnxruntime-web under Node) finds LandmarkDetector.detect's
+    faces, with the same boxes and its 68 points within MAX_DIFF_PX: crops turned by the keypoints' roll and
+    refined, rolled faces re-detected on a patch turned upright where the network agrees with the keypoints (a
+    failed check sending the search on)."""
+    pipeline_or_skip()
+    images = [rolled_photo(read_image(PHOTOS[k]), degrees) for k, degrees in ROLLED_PHOTOS]
+    job = {"spec": str(WEIGHTS_DIR / f"{MODEL}.json"),
+           "photos": [raw_image(im, tmp_path / f"{i}.rgb") for i, im in enumerate(images)]}
+    got = json.loads(run_node("pipeline.mjs", job, tmp_path, "photos").read_text())["photos"]
+    turned = 0
+    for (k, degrees), image, page in zip(ROLLED_PHOTOS, images, got, strict=True):
+        faces = without_ipp(onnx_detector.detect, image)  # the page's warps are OpenCV's own kernels
+        assert len(page) == len(faces) >= 1, (k, degrees)
+        turned += any(t.angle != 0.0 for t in onnx_detector.crop_faces(image).transforms)
+        for mine, theirs in zip(page, faces):  # a box found again on a turned patch: within 0.01 px
+            np.testing.assert_allclose(mine["box"], theirs.box, atol=1e-2)
+            assert abs(mine["score"] - theirs.score) < 1e-4
+            diff = float(np.abs(np.asarray(mine["landmarks"]) - theirs.landmarks).max())
+            assert diff < MAX_DIFF_PX, (k, degrees, diff)
+    assert turned >= 4  # the rolled photos went through the turned crops
+
+
+class RecordingWindows:
+    """A LandmarkDetector that records the crop windows a tracker cuts and the sizes its face detector looks at."""
+
+    def __init__(self, detector: LandmarkDetector) -> None:
+        self.detector, self.windows, self.scans = detector, [], []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.detector, name)
+
+    def crop_faces(self, image, boxes=None, box_source=None, name="image", detect_max_side=None):
+        self.scans.append(detect_max_side)
+        return self.detector.crop_faces(image, boxes, box_source, name, detect_max_side)
+
+    def crop_windows(self, image, transforms, scores=None, name="image"):
+        self.windows.append(list(transforms))
+        return self.detector.crop_windows(image, transforms, scores, name)
+
+
+def tilting_frames(detector: LandmarkDetector, out: Path) -> tuple[list, list]:
+    """A 960x540 clip: a face (cut from a bundled photo) moving right while its head tilts from 0 to 45
+    degrees, and a face rolled by 30 degrees appearing, still, at frame 7. The frames with their times, and
+    the page's frames as raw RGB files."""
+    faces = []
+    for photo in PHOTOS[:2]:
+        image = read_image(photo)
+        box = detector.detect(image)[0].box
+        faces.append((image, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.8 * max(box[2] - box[0], box[3] - box[1])))
+    frames, job = [], []
+    for k in range(18):
+        frame = np.full((540, 960, 3), 96, np.uint8)
+        image, cx, cy, side = faces[0]
+        frame[150:350, 60 + 14 * k:260 + 14 * k] = CropTransform.from_square(cx, cy, side, 200,
+                                                                            math.radians(-2.5 * k)).warp(image)
+        if k >= 7:
+            image, cx, cy, side = faces[1]
+            frame[300:460, 700:860] = CropTransform.from_square(cx, cy, side, 160, math.radians(30)).warp(image)
+        frames.append((frame, k / 30))
+        job.append({**raw_image(frame, out / f"{k:02d}.rgb"), "t": k / 30})
+    return frames, job
+
+
+def same_tracking(page: dict, frames: list, tracker: LandmarkTracker) -> None:
+    """The page's tracking of `frames` is `tracker`'s (a fresh tracking.LandmarkTracker): the same frames with
+    a detection, the same track ids, the same points and boxes within MAX_DIFF_PX."""
+    assert len(page["frames"]) == len(frames)
+    for k, ((image, t), got) in enumerate(zip(frames, page["frames"])):
+        before = tracker.detections
+        faces = without_ipp(tracker.update, image, t)
+        assert got["detected"] == (tracker.detections > before), k
+        assert [f["track"] for f in got["faces"]] == [f.track for f in faces], k
+        for mine, want in zip(got["faces"], faces):
+            assert np.abs(np.array(mine["landmarks"]) - want.landmarks).max() < MAX_DIFF_PX, k
+            assert np.abs(np.array(mine["box"]) - want.box).max() < MAX_DIFF_PX, k
+    assert page["detections"] == tracker.detections
+
+
+def test_page_tracks_a_tilting_head_as_python(tmp_path, onnx_detector):
+    """The webcam's tracker (onnxruntime-web under Node) on a head that tilts to 45 degrees while it moves,
+    and a second, rolled face that appears: tracking.LandmarkTracker's detections, track ids, points and boxes,
+    the crop turned with the head and the periodic scans on a copy shrunk to scan_max_side."""
+    pipeline_or_skip()
+    frames, job = tilting_frames(onnx_detector, tmp_path)
+    tracking = {"detect_every": TRACK_DETECT_EVERY}
+    got = json.loads(run_node("pipeline.mjs", {"spec": str(WEIGHTS_DIR / f"{MODEL}.json"),
+                                               "track": {"tracking": tracking, "frames": job}},
+                              tmp_path, "track").read_text())["track"]
+    recording = RecordingWindows(onnx_detector)
+    same_tracking(got, frames, LandmarkTracker(recording, tracking=replace(DEFAULT_TRACKING, **tracking)))
+    tracks = [sorted(f["track"] for f in frame["faces"]) for frame in got["frames"]]
+    assert tracks[:7] == [[0]] * 7 and tracks[-1] == [0, 1], tracks
+    assert got["detections"] <= len(frames) // 2, got["detections"]
+    angles = [abs(math.degrees(w[0].angle)) for w in recording.windows if w]
+    assert angles[0] == 0.0 and 35 < angles[-1] < 50, angles  # upright at first, then turned with the head
+    assert 20 < abs(math.degrees(recording.windows[-1][1].angle)) < 40  # the new face: turned from the start
+    assert DEFAULT_TRACKING.scan_max_side in recording.scans and None in recording.scans  # a scan on a shrunk copy
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,10 +11,7 @@
 // ran on; a log of the first frames' timestamps, track ids, raw and shown (smoothed) faces).
 // The canvas also carries the last result's landmarks as JSON in data-landmarks.
 import * as ort from "onnxruntime-web/wasm";
-import {
-  calibratedSquare, cropMatrix, cropsToTensor, decodeLandmarks, decodeRetinaface, detectionImage, detectorInput,
-  detectorTensor, LandmarkTracker, rgbaToRgb, toImage, unshrinkDetection, warpCrop,
-} from "./pipeline.js";
+import { detectPhoto, LandmarkTracker, networkOps, rgbaToRgb } from "./pipeline.js";
 
 /* global __MODEL_SPEC__, __SAMPLE__ */
 const SPEC_URL = __MODEL_SPEC__;
@@ -28,7 +25,7 @@ const video = document.createElement("video");
 video.playsInline = true;
 video.muted = true;
 
-const state = { spec: null, detector: null, landmarker: null, stream: null, tracker: null, busy: false };
+const state = { spec: null, networks: null, stream: null, tracker: null, busy: false };
 
 function setStatus(text, kind = "") {
   $("status").textContent = text;
@@ -61,8 +58,8 @@ async function loadModels() {
     ort.InferenceSession.create(new URL(spec.detector.file, base).href, options),
     ort.InferenceSession.create(new URL(spec.model.file, base).href, options),
   ]);
-  Object.assign(state, { spec, detector, landmarker });
-  new LandmarkTracker(spec, networks); // checks the description's tracking and smoothing settings now
+  Object.assign(state, { spec, networks: networkOps(spec, { detector, landmarker }, ort.Tensor) });
+  new LandmarkTracker(spec, state.networks); // checks the description's tracking and smoothing settings now
   const threads = ort.env.wasm.numThreads || 1;
   window.kdl.runtime = { threads, simd: true, isolated };
   $("model").textContent = `${spec.model.file.replace(/\.onnx$/, "")} (${spec.model.arch}, ${spec.model.num_points} points, `
@@ -70,54 +67,16 @@ async function loadModels() {
     + `${threads} thread${threads === 1 ? "" : "s"}`;
 }
 
-// The face detector on an RGB image: [{box, score}] in its pixels (LandmarkDetector._detect_faces).
-async function detectFaces(image) {
-  const det = state.spec.detector;
-  const shrunk = detectionImage(image, det);
-  const input = detectorInput(shrunk.image, det);
-  const tensor = new ort.Tensor("float32", detectorTensor(input.image, det), [1, 3, input.image.height, input.image.width]);
-  const out = await state.detector.run({ [det.input]: tensor });
-  const [loc, conf, landm] = det.outputs.map((name) => out[name].data);
-  const dets = decodeRetinaface(loc, conf, landm, input.image.width, input.image.height, input.scale,
-    shrunk.image.width, shrunk.image.height, det);
-  return shrunk.shrunk ? dets.map((d) => unshrinkDetection(d, shrunk.sx, shrunk.sy)) : dets;
-}
-
-// The landmarks (image pixels) of the crops of an RGB image given by their matrices, in one network call;
-// `timing` (optional) gets the crop and network ms.
-async function landmarksOf(image, matrices, timing = {}) {
-  const { spec } = state;
-  const size = spec.model.input_size;
-  if (!matrices.length) return [];
-  const t0 = now();
-  const crops = matrices.map((m) => warpCrop(image, m, size, spec.crop.area_grid_tolerance));
-  const x = new ort.Tensor("float32", cropsToTensor(crops, size, spec.input), [crops.length, 3, size, size]);
-  const t1 = now();
-  const y = (await state.landmarker.run({ [spec.model.input]: x }))[spec.model.output].data;
-  timing.cropMs = t1 - t0;
-  timing.networkMs = now() - t1;
-  const n = spec.model.num_points;
-  return matrices.map((m, i) => toImage(m, decodeLandmarks(y, i * 2 * n, n, size, spec.codec.space)));
-}
-
-const networks = { detect: detectFaces, landmarks: landmarksOf };
-
-// Faces and landmarks of an RGBA photo; timings in ms (detector: shrink + network + decoding; landmarks:
-// crops + network + decoding, all faces).
+// Faces and landmarks of an RGBA photo, as LandmarkDetector.detect (rolled faces' crops turned upright); timings
+// in ms (detector: shrink + network + decoding, and a rolled face's re-detection on upright patches with its
+// network check; landmarks: crops + network + decoding, all faces, refinement passes of rolled faces included).
 async function analyse(rgba, width, height) {
-  const { spec } = state;
   const t0 = now();
   const image = rgbaToRgb(rgba, width, height);
   const t1 = now();
-  const dets = await detectFaces(image);
-  const t2 = now();
-  const cal = spec.box_calibrations[spec.detector.name] || { dx: 0, dy: 0, scale: 1 };
-  const matrices = dets.map((d) => cropMatrix(...calibratedSquare(d.box, cal), spec.model.input_size));
   const timing = { cropMs: 0, networkMs: 0 };
-  const points = await landmarksOf(image, matrices, timing);
-  const faces = dets.map((d, i) => ({ box: d.box, score: d.score, landmarks: points[i] }));
-  const t3 = now();
-  return { width, height, faces, detectorMs: t2 - t1, landmarksMs: t3 - t2, convertMs: t1 - t0, ...timing };
+  const faces = await detectPhoto(state.spec, state.networks, image, timing);
+  return { width, height, faces, convertMs: t1 - t0, ...timing };
 }
 
 function draw(source, faces, width, height) {
@@ -215,7 +174,7 @@ async function startWebcam() {
   video.srcObject = state.stream;
   await video.play();
   // Tracking as the Python package's LandmarkTracker: the detector runs only to find new or lost faces.
-  state.tracker = new LandmarkTracker(state.spec, networks);
+  state.tracker = new LandmarkTracker(state.spec, state.networks);
   window.kdl.video = { frames: 0, detections: 0, log: [] }; // the first VIDEO_LOG frames: time, raw and shown faces
   canvas.classList.add("mirror");
   $("webcam").textContent = "Stop webcam";
@@ -265,7 +224,7 @@ async function startWebcam() {
 // score and landmarks) and whether the detector ran.
 async function trackBlobs(blobs, times, tracking = {}) {
   await window.kdl.ready;
-  const tracker = new LandmarkTracker({ ...state.spec, tracking: { ...state.spec.tracking, ...tracking } }, networks);
+  const tracker = new LandmarkTracker({ ...state.spec, tracking: { ...state.spec.tracking, ...tracking } }, state.networks);
   const frames = [];
   for (const [k, blob] of blobs.entries()) {
     const bitmap = await bitmapOf(blob);

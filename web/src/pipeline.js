@@ -3,10 +3,13 @@
 // runtime description (the JSON beside the ONNX file, written by kdlandmarks.modelspec), so the numbers
 // are those of the Python package:
 //   - resizes: OpenCV's INTER_AREA (cv2.resize), the general path and the 2x2 fast path;
-//   - crops: crop.CropTransform (pixel centres, area pre-shrink, bilinear, replicated border);
+//   - crops: crop.CropTransform (pixel centres, area pre-shrink, bilinear, replicated border, turned by the
+//     face's roll);
 //   - RetinaFace: detection.RetinaFaceDetector (anchors, variances, NMS, thresholds, shrinking);
-//   - video: tracking.LandmarkTracker (crops from the last landmarks, the detector only to find new or lost
-//     faces) and video.FaceFilter (One-Euro filter per track).
+//   - photos: LandmarkDetector._face_windows (rolled faces found again on a patch turned upright; crops turned
+//     by the eye keypoints' roll past roll_threshold, then refined on the landmarks);
+//   - video: tracking.LandmarkTracker (crops from the last landmarks, turned with the face's roll; the detector
+//     only to find new or lost faces) and video.FaceFilter (One-Euro filter per track).
 
 // Python's round(): half to even (numpy.rint and OpenCV's cvRound do the same).
 export function roundHalfEven(x) {
@@ -175,20 +178,36 @@ function subImage(img, x0, y0, x1, y1) {
   return { data: out, width: rw, height: y1 - y0 };
 }
 
-// crop.BoxCalibration.square
-export function calibratedSquare(box, cal) {
+// crop.BoxCalibration.square: the crop square of a box; for a face rolled by `angle`, the shift turns with it.
+export function calibratedSquare(box, cal, angle = 0) {
   const [x0, y0, x1, y1] = box;
   const side = Math.sqrt(Math.max(x1 - x0, 1e-6) * Math.max(y1 - y0, 1e-6));
-  return [(x0 + x1) / 2 + cal.dx * side, (y0 + y1) / 2 + cal.dy * side, cal.scale * side];
+  const c = Math.cos(angle), s = Math.sin(angle);
+  const shiftX = (c * cal.dx - s * cal.dy) * side, shiftY = (s * cal.dx + c * cal.dy) * side;
+  return [(x0 + x1) / 2 + shiftX, (y0 + y1) / 2 + shiftY, cal.scale * side];
 }
 
-// crop.CropTransform.from_square: the (2, 3) map from image pixel centres to crop pixel centres.
-export function cropMatrix(cx, cy, side, size) {
-  if (!Number.isFinite(cx) || !Number.isFinite(cy) || !Number.isFinite(side) || side <= 0) {
+// crop.CropTransform.from_square: the (2, 3) map from image pixel centres to crop pixel centres, turned by
+// `angle` (the face's roll): crop = size / side * R(-angle) (p - centre) + (size - 1) / 2.
+export function cropMatrix(cx, cy, side, size, angle = 0) {
+  if (![cx, cy, side, angle].every(Number.isFinite) || side <= 0) {
     throw new Error(`invalid crop window centre=(${cx}, ${cy}) side=${side}`);
   }
-  const s = size / side, x0 = cx - side / 2, y0 = cy - side / 2;
-  return [s, 0, -x0 * s - 0.5, 0, s, -y0 * s - 0.5];
+  const s = size / side, c = Math.cos(angle) * s, si = Math.sin(angle) * s, shift = (size - 1) / 2;
+  return [c, si, shift - c * cx - si * cy, -si, c, shift + si * cx - c * cy];
+}
+
+// crop.CropTransform.scale and .angle: crop pixels per image pixel, and the roll the crop turns away.
+export const matrixScale = (m) => Math.hypot(m[0], m[3]);
+export const matrixAngle = (m) => Math.atan2(m[1], m[0]);
+
+// crop.roll_angle: the roll (radians, y down) of a face whose eye on the image's left is at `left`.
+export const rollAngle = (left, right) => Math.atan2(right[1] - left[1], right[0] - left[0]);
+
+// crop.gt_crop: the crop matrix of the square around landmarks (with the margin), turned by `angle`.
+export function landmarkCrop(points, size, margin, angle = 0) {
+  const [cx, cy, side] = squareFromLandmarks(points, margin, angle);
+  return cropMatrix(cx, cy, side, size, angle);
 }
 
 // crop.CropTransform.warp: the size x size RGB crop of `img`. A shrinking crop is area-filtered first, on
@@ -196,8 +215,8 @@ export function cropMatrix(cx, cy, side, size) {
 // edge of shrinking the whole image (cv2.resize with fx, fy).
 export function warpCrop(img, m, size, gridTolerance) {
   const { width: w, height: h } = img;
-  if (m[0] >= 1.0) return warpBilinear(img, m, size);
-  const factor = m[0];
+  const factor = matrixScale(m);
+  if (factor >= 1.0) return warpBilinear(img, m, size);
   const scaleX = Math.max(1, roundHalfEven(w * factor)) / w, scaleY = Math.max(1, roundHalfEven(h * factor)) / h;
   const r = sourceRegion(m, size, w, h, 2.0 / factor + 2.0);
   const x0 = onAreaGrid(r.x0, scaleX, gridTolerance), y0 = onAreaGrid(r.y0, scaleY, gridTolerance);
@@ -343,11 +362,12 @@ export function decodeRetinaface(loc, conf, landm, inputW, inputH, scale, w, h, 
   return out;
 }
 
-// LandmarkDetector._detect_faces: the image the detector runs on (shrunk to detect_max_side) and how to map
-// its boxes back.
-export function detectionImage(img, det) {
+// LandmarkDetector._detect_faces: the image the detector runs on (shrunk to detect_max_side, or to `maxSide`
+// when that is smaller: a tracker's quick scan) and how to map its boxes back.
+export function detectionImage(img, det, maxSide = null) {
   const { width: w, height: h } = img;
-  const limit = det.detect_max_side;
+  const limits = [det.detect_max_side, maxSide].filter((v) => v);
+  const limit = limits.length ? Math.min(...limits) : null;
   if (!limit || Math.max(h, w) <= limit) return { image: img, sx: 1, sy: 1, shrunk: false };
   const s = limit / Math.max(h, w);
   const small = resizeArea(img, Math.max(1, roundHalfEven(w * s)), Math.max(1, roundHalfEven(h * s)));
@@ -358,6 +378,262 @@ export function unshrinkDetection(d, sx, sy) {
   const back = ([x, y]) => [(x + 0.5) / sx - 0.5, (y + 0.5) / sy - 0.5];
   const [a, b] = [back([d.box[0], d.box[1]]), back([d.box[2], d.box[3]])];
   return { box: [a[0], a[1], b[0], b[1]], score: d.score, keypoints: d.keypoints && d.keypoints.map(back) };
+}
+
+// np.rot90(image, turns): the RGB image turned by `turns` counter-clockwise quarter turns (exact).
+export function rot90(img, turns) {
+  const { data, width: w, height: h } = img;
+  const k = ((turns % 4) + 4) % 4;
+  if (k === 0) return img;
+  const [ow, oh] = k === 2 ? [w, h] : [h, w];
+  const out = new Uint8Array(w * h * 3);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      const [sx, sy] = k === 1 ? [w - 1 - y, x] : k === 2 ? [w - 1 - x, h - 1 - y] : [y, h - 1 - x];
+      const o = (y * ow + x) * 3, i = (sy * w + sx) * 3;
+      out[o] = data[i]; out[o + 1] = data[i + 1]; out[o + 2] = data[i + 2];
+    }
+  }
+  return { data: out, width: ow, height: oh };
+}
+
+// detection.rotations.turned_back: a point of rot90(image, turns) -> the same point of the w x h image.
+export function turnedBack([x, y], turns, w, h) {
+  const k = ((turns % 4) + 4) % 4;
+  return k === 1 ? [w - 1 - y, x] : k === 2 ? [w - 1 - x, h - 1 - y] : k === 3 ? [y, h - 1 - x] : [x, y];
+}
+
+// detection.rotations.turned_detection_back: a detection made on rot90(image, turns), in the w x h image.
+function turnedDetectionBack(d, turns, w, h) {
+  const a = turnedBack([d.box[0], d.box[1]], turns, w, h), b = turnedBack([d.box[2], d.box[3]], turns, w, h);
+  const box = [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+  return { box, score: d.score, keypoints: d.keypoints && d.keypoints.map((p) => turnedBack(p, turns, w, h)) };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Photos: LandmarkDetector._face_windows (spec.roll: its roll_threshold, roll_passes, ROLL_SETTLED)
+// ---------------------------------------------------------------------------------------------------
+
+// LandmarkDetector._eye_roll: the roll of a detection's eye keypoints; null without them or when never turning.
+function eyeRoll(roll, d) {
+  if (roll.threshold === null || !d.keypoints || d.keypoints.length < 2) return null;
+  return rollAngle(d.keypoints[roll.keypoint_eyes[0]], d.keypoints[roll.keypoint_eyes[1]]);
+}
+
+// detection.rotations.keypoint_roll: the roll of a detection's two eye keypoints; null without them.
+function keypointRoll(d) {
+  return d.keypoints && d.keypoints.length >= 2 ? rollAngle(d.keypoints[0], d.keypoints[1]) : null;
+}
+
+// detection.rotations.bunched: whether a detection's eye keypoints sit closer than `spread` box sides (a rolled
+// face's keypoints misread, never an upright face's).
+function bunched(d, spread) {
+  if (!d.keypoints || d.keypoints.length < 2) return false;
+  const [x0, y0, x1, y1] = d.box, [a, b] = d.keypoints;
+  const side = Math.sqrt(Math.max(x1 - x0, 1e-6) * Math.max(y1 - y0, 1e-6));
+  return Math.hypot(b[0] - a[0], b[1] - a[1]) < spread * side;
+}
+
+// detection.rotations.patch_transform: the crop matrix of the patch around a detection's box turned by `angle`.
+function patchMatrix(d, angle, patch) {
+  const [x0, y0, x1, y1] = d.box;
+  const side = Math.sqrt(Math.max(x1 - x0, 1e-6) * Math.max(y1 - y0, 1e-6));
+  return cropMatrix((x0 + x1) / 2, (y0 + y1) / 2, patch.context * side, patch.size, angle);
+}
+
+// detection.rotations.patch_detection_back: a detection made on a patch (matrix m) in the image: keypoints mapped
+// exactly, the box its mapped centre with its size in the face's own frame.
+function patchDetectionBack(d, m) {
+  const [[cx, cy]] = toImage(m, [[(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2]]);
+  const s = matrixScale(m), hx = (d.box[2] - d.box[0]) / 2 / s, hy = (d.box[3] - d.box[1]) / 2 / s;
+  return { box: [cx - hx, cy - hy, cx + hx, cy + hy], score: d.score, keypoints: d.keypoints && toImage(m, d.keypoints) };
+}
+
+const remainder = (x, y) => x - y * roundHalfEven(x / y); // math.remainder
+
+// detection.rotations._patch_face: the detector's unbunched face nearest the centre of the patch of matrix `m`
+// (within patch.reach of its side), in patch pixels; null when there is none.
+async function patchFace(spec, ops, image, m, patch) {
+  const cut = { data: warpCrop(image, m, patch.size, spec.crop.area_grid_tolerance), width: patch.size, height: patch.size };
+  const centre = (patch.size - 1) / 2;
+  let found = null, reach = patch.reach * patch.size;
+  for (const f of await ops.faces(cut)) {
+    const dist = Math.hypot((f.box[0] + f.box[2]) / 2 - centre, (f.box[1] + f.box[3]) / 2 - centre);
+    if (dist <= reach && keypointRoll(f) !== null && !bunched(f, patch.spread)) [found, reach] = [f, dist];
+  }
+  return found;
+}
+
+// detection.rotations.upright_detection: a face rolled by about `roll` found again where the detector reads it
+// upright, mapped back into the image; null when it is not within patch.tries detector runs. The first patch is
+// turned by `roll`; a face read still rolled sends the next patch after that reading, no face (or bunched
+// keypoints) to the next untried quarter turn of `roll`. An upright reading that fails `check` (the mapped-back
+// detection -> Promise<bool>) sends the search to its own patch's half turn, then its quarter turns.
+async function uprightDetection(spec, ops, image, d, roll, check) {
+  const patch = spec.roll.upright_patch;
+  const tried = [];
+  let turns = [1, -1, 2].map((k) => roll + k * Math.PI / 2);
+  let angle = roll;
+  for (let i = 0; i < patch.tries; i++) {
+    tried.push(angle);
+    const m = patchMatrix(d, angle, patch);
+    const found = await patchFace(spec, ops, image, m, patch);
+    const seen = found === null ? null : keypointRoll(found);
+    let follow = [];
+    if (found !== null && Math.abs(seen) <= patch.upright && found.score >= patch.confident) {
+      const back = patchDetectionBack(found, m);
+      if (await check(back)) return back;
+      turns = [2, 1, -1].map((k) => angle + k * Math.PI / 2);
+    } else if (seen !== null && Math.abs(seen) > patch.upright) {
+      follow = [angle + seen];
+    }
+    const nexts = [...follow, ...turns]
+      .filter((a) => tried.every((t) => Math.abs(remainder(a - t, 2 * Math.PI)) > patch.upright));
+    if (!nexts.length) return null;
+    angle = nexts[0];
+  }
+  return null;
+}
+
+// LandmarkDetector._network_agrees: whether the landmark network, on the crop detection `d` gives (turned by its
+// keypoints' roll; `cal`: the detector's box calibration), puts the eye centres (the mean of each roll.pupils
+// group), nose tip and mouth corners (roll.keypoint_landmarks) within upright_patch.agree eye distances of the
+// detector's keypoints, on average. One network run of one crop.
+async function networkAgrees(spec, ops, image, d, cal) {
+  const { pupils, keypoint_landmarks: named, upright_patch: patch } = spec.roll;
+  const r = eyeRoll(spec.roll, d), size = spec.model.input_size;
+  const [pts] = await ops.landmarks(image, [cropMatrix(...calibratedSquare(d.box, cal, r), size, r)]);
+  const mean = (group) => [0, 1].map((k) => group.reduce((acc, i) => acc + pts[i][k], 0) / group.length);
+  const points = [...pupils.map(mean), ...named.map((i) => pts[i])];
+  const kps = d.keypoints, n = Math.min(points.length, kps.length); // a detector with fewer keypoints: those it has
+  let gap = 0;
+  for (let i = 0; i < n; i++) gap += Math.hypot(points[i][0] - kps[i][0], points[i][1] - kps[i][1]);
+  const [a, b] = spec.roll.keypoint_eyes.map((i) => kps[i]);
+  return gap / n <= patch.agree * Math.hypot(b[0] - a[0], b[1] - a[1]);
+}
+
+// detection.rotations.needs_upright_patch: whether a detection's keypoints are to be checked on an upright patch
+// (rolled past patch.rolled, or past the roll threshold with a score under patch.doubtful, or bunched; or a box
+// squatter than patch.squat, or a score under patch.unsure).
+function needsUprightPatch(d, threshold, patch) {
+  const r = keypointRoll(d);
+  if (r === null) return false;
+  const [x0, y0, x1, y1] = d.box;
+  if (bunched(d, patch.spread) || (y1 - y0) < patch.squat * (x1 - x0) || d.score < patch.unsure) return true;
+  return Math.abs(r) > patch.rolled || (Math.abs(r) > threshold && d.score < patch.doubtful);
+}
+
+// LandmarkDetector._upright_redetected: a face whose keypoints say it is rolled far, or rolled with a low score,
+// or are bunched, or whose box is squat, found again on a small patch around it turned upright, where the landmark
+// network agrees with the detector's keypoints (networkAgrees); `d` itself when it needs no check, is not found
+// upright, or is an unrolled face confirmed unrolled. `cal`: the detector's box calibration.
+async function uprightRedetected(spec, ops, image, d, cal) {
+  const { threshold, upright_patch: patch } = spec.roll;
+  if (threshold === null || !patch || !needsUprightPatch(d, threshold, patch)) return d;
+  const roll = eyeRoll(spec.roll, d);
+  const found = await uprightDetection(spec, ops, image, d, roll, (back) => networkAgrees(spec, ops, image, back, cal));
+  if (found === null || (Math.abs(roll) <= threshold && Math.abs(eyeRoll(spec.roll, found)) <= threshold
+    && !bunched(d, patch.spread))) return d;
+  return found;
+}
+
+// LandmarkDetector._turned_upright: rolled faces' crop matrices refined in place. The keypoints' roll is rough:
+// the network runs on the crop turned by it, and the next crop is the landmark crop of that prediction turned by
+// its own eye corners' roll, for at most roll.passes passes, until the crop's roll is within roll.settled.
+async function turnedUpright(spec, ops, image, faces, timing) {
+  const { eyes: [left, right], passes, settled } = spec.roll;
+  let rolled = faces;
+  for (let pass = 0; pass < passes && rolled.length; pass++) {
+    const points = await ops.landmarks(image, rolled.map((f) => f.matrix), timing);
+    const unsettled = [];
+    rolled.forEach((f, k) => {
+      const r = rollAngle(points[k][left], points[k][right]);
+      const off = r - matrixAngle(f.matrix);
+      if (Math.abs(remainder(off, 2 * Math.PI)) > settled) unsettled.push(f);
+      f.matrix = landmarkCrop(points[k], spec.model.input_size, spec.crop.margin, r);
+    });
+    rolled = unsettled;
+  }
+}
+
+// LandmarkDetector._face_windows for the face detector's faces (`maxSide`: a smaller copy for the detector,
+// see detectionImage): [{box, score, matrix}], each crop turned by its eye keypoints' roll past
+// roll.threshold and refined. `ops`: see networkOps. `timing` (optional) gets detectorMs (detection and
+// upright re-detection) and the crop and network ms of the refinement.
+export async function faceWindows(spec, ops, image, maxSide = null, timing = {}) {
+  const t0 = performance.now();
+  const cal = spec.box_calibrations[spec.detector.name] || { dx: 0, dy: 0, scale: 1 };
+  const faces = [];
+  for (const found of await ops.detect(image, maxSide)) {
+    const d = await uprightRedetected(spec, ops, image, found, cal);
+    const r = eyeRoll(spec.roll, d);
+    const angle = r !== null && Math.abs(r) > spec.roll.threshold ? r : 0;
+    faces.push({ box: d.box, score: found.score, angle,
+      matrix: cropMatrix(...calibratedSquare(d.box, cal, angle), spec.model.input_size, angle) });
+  }
+  timing.detectorMs = performance.now() - t0;
+  await turnedUpright(spec, ops, image, faces.filter((f) => f.angle !== 0), timing);
+  return faces.map(({ box, score, matrix }) => ({ box, score, matrix }));
+}
+
+// detection.rotations.RotationSearch (LandmarkDetector.search_rotations) after an upright image held no face:
+// the faces of the quarter turn (in `turns` order) whose best face scores highest, mapped back.
+async function rotationSearch(run, img, turns) {
+  let best = [], bestTurns = 0;
+  const top = (faces) => Math.max(...faces.map((d) => d.score));
+  for (const k of turns) {
+    const found = await run(rot90(img, k));
+    if (found.length && (!best.length || top(found) > top(best))) [best, bestTurns] = [found, k];
+  }
+  return best.map((d) => turnedDetectionBack(d, bestTurns, img.width, img.height));
+}
+
+// The networks behind faceWindows and LandmarkTracker, on onnxruntime(-web) sessions {detector, landmarker}
+// (`Tensor`: ort.Tensor): detect(image, maxSide) -> [{box, score, keypoints}] in image pixels
+// (LandmarkDetector._detect_faces), faces(image) -> the same from the face detector alone (RetinaFaceDetector.detect:
+// no shrink to detect_max_side, no rotation search), and landmarks(image, matrices, timing) -> the landmarks (image pixels) of
+// those crops in one network call (`timing`, optional, gets the crop and network ms).
+export function networkOps(spec, sessions, Tensor) {
+  const clock = () => performance.now();
+  const det = spec.detector;
+  async function retinaface(img) { // RetinaFaceDetector.detect
+    const input = detectorInput(img, det);
+    const tensor = new Tensor("float32", detectorTensor(input.image, det), [1, 3, input.image.height, input.image.width]);
+    const out = await sessions.detector.run({ [det.input]: tensor });
+    const [loc, conf, landm] = det.outputs.map((name) => out[name].data);
+    return decodeRetinaface(loc, conf, landm, input.image.width, input.image.height, input.scale, img.width, img.height, det);
+  }
+  async function detect(image, maxSide = null) {
+    const shrunk = detectionImage(image, det, maxSide);
+    let dets = await retinaface(shrunk.image);
+    if (!dets.length && spec.roll.search_turns.length) dets = await rotationSearch(retinaface, shrunk.image, spec.roll.search_turns);
+    return shrunk.shrunk ? dets.map((d) => unshrinkDetection(d, shrunk.sx, shrunk.sy)) : dets;
+  }
+  async function landmarks(image, matrices, timing = {}) {
+    const size = spec.model.input_size;
+    if (!matrices.length) return [];
+    const t0 = clock();
+    const crops = matrices.map((m) => warpCrop(image, m, size, spec.crop.area_grid_tolerance));
+    const x = new Tensor("float32", cropsToTensor(crops, size, spec.input), [crops.length, 3, size, size]);
+    const t1 = clock();
+    const y = (await sessions.landmarker.run({ [spec.model.input]: x }))[spec.model.output].data;
+    timing.cropMs = (timing.cropMs || 0) + t1 - t0;
+    timing.networkMs = (timing.networkMs || 0) + clock() - t1;
+    const n = spec.model.num_points;
+    return matrices.map((m, i) => toImage(m, decodeLandmarks(y, i * 2 * n, n, size, spec.codec.space)));
+  }
+  return { detect, faces: retinaface, landmarks };
+}
+
+// LandmarkDetector.detect on a photo: its faces [{box, score, landmarks}]. `timing` (optional) gets detectorMs
+// (detection, upright re-detection), landmarksMs (refinement and final passes: crops, network, decoding) and
+// within it cropMs and networkMs.
+export async function detectPhoto(spec, ops, image, timing = {}) {
+  const t0 = performance.now();
+  const windows = await faceWindows(spec, ops, image, null, timing);
+  const points = await ops.landmarks(image, windows.map((w) => w.matrix), timing);
+  timing.landmarksMs = performance.now() - t0 - timing.detectorMs;
+  return windows.map((w, i) => ({ box: w.box, score: w.score, landmarks: points[i] }));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -427,11 +703,16 @@ export class FaceFilter {
 // Tracking (tracking.py): squares are [centre x, centre y, side] in image pixels
 // ---------------------------------------------------------------------------------------------------
 
-// crop.square_from_landmarks
-export function squareFromLandmarks(points, margin) {
+// crop.square_from_landmarks: with `angle`, the extent is taken in the frame turned by the face's roll.
+export function squareFromLandmarks(points, margin, angle = 0) {
+  const c = Math.cos(angle), s = Math.sin(angle);
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const [x, y] of points) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
-  return [(x0 + x1) / 2, (y0 + y1) / 2, Math.max(x1 - x0, y1 - y0) * (1 + 2 * margin)];
+  for (const [px, py] of points) {
+    const [x, y] = angle === 0 ? [px, py] : [px * c + py * s, -px * s + py * c]; // turned by -angle
+    x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+  }
+  const mx = (x0 + x1) / 2, my = (y0 + y1) / 2, side = Math.max(x1 - x0, y1 - y0) * (1 + 2 * margin);
+  return angle === 0 ? [mx, my, side] : [c * mx - s * my, s * mx + c * my, side];
 }
 
 // tracking.square_iou
@@ -443,17 +724,18 @@ export function squareIou([ax, ay, aside], [bx, by, bside]) {
   return union > 0 ? inter / union : 0.0;
 }
 
-// tracking.box_for_square: the box that the calibration maps onto the square.
-export function boxForSquare([cx, cy, side], cal) {
+// tracking.box_for_square: the box that the calibration maps onto the square for a face rolled by `angle`.
+export function boxForSquare([cx, cy, side], cal, angle = 0) {
   const boxSide = side / cal.scale;
-  const bx = cx - cal.dx * boxSide, by = cy - cal.dy * boxSide;
+  const c = Math.cos(angle), s = Math.sin(angle);
+  const bx = cx - (c * cal.dx - s * cal.dy) * boxSide, by = cy - (s * cal.dx + c * cal.dy) * boxSide;
   return [bx - boxSide / 2, by - boxSide / 2, bx + boxSide / 2, by + boxSide / 2];
 }
 
-// tracking.crop_square: the image square a crop matrix samples.
+// tracking.crop_square: the image square a crop matrix samples (centre and side, before its turn).
 export function cropSquare(m, size) {
   const [[x, y]] = toImage(m, [[(size - 1) / 2, (size - 1) / 2]]);
-  return [x, y, size / m[0]];
+  return [x, y, size / matrixScale(m)];
 }
 
 // tracking._greedy_matches: detection index -> track index, best overlaps first (ties as Python's sort).
@@ -468,23 +750,33 @@ function greedyMatches(tracks, detections, minIou) {
   return matched;
 }
 
-// tracking.LandmarkTracker for one stream: the previous frame's landmarks give each face's next crop; the face
-// detector runs when there is no track, when a track's quality is low, and at least every detect_every frames.
-// `ops` runs the networks: detect(image) -> [{box, score}] (the detector's boxes, image pixels) and
-// landmarks(image, matrices) -> [points in image pixels] (one network call for all crops). All parameters come
-// from the model's runtime description (spec.tracking, spec.smoothing, spec.crop, spec.box_calibrations).
+// tracking.LandmarkTracker for one stream: the previous frame's landmarks give each face's next crop, turned with
+// the face's roll; the face detector runs when there is no track, when a track's quality is low, and at least every
+// detect_every frames (that periodic scan on a copy shrunk to scan_max_side while every track is healthy).
+// `ops` runs the networks (see networkOps): detect(image, maxSide) -> [{box, score, keypoints}] (the detector's
+// faces, image pixels) and landmarks(image, matrices) -> [points in image pixels] (one network call for all crops).
+// All parameters come from the model's runtime description (spec.tracking, spec.smoothing, spec.crop, spec.roll,
+// spec.box_calibrations).
 export class LandmarkTracker {
   constructor(spec, ops) {
     const t = spec.tracking;
-    if (!(t.detect_every >= 1) || !["min_agreement", "match_iou"].every((k) => t[k] >= 0 && t[k] <= 1) || !(t.edge_reach >= 0)) {
-      throw new Error("tracking: detect_every must be at least 1, min_agreement and match_iou in [0, 1], edge_reach >= 0");
+    if (!(t.detect_every >= 1) || !["min_agreement", "match_iou"].every((k) => t[k] >= 0 && t[k] <= 1) || !(t.edge_reach >= 0)
+      || !(t.scan_max_side === null || t.scan_max_side >= 32) || !(t.roll_hysteresis >= 0)) {
+      throw new Error("tracking: detect_every must be at least 1, min_agreement and match_iou in [0, 1], edge_reach and "
+        + "roll_hysteresis >= 0, scan_max_side at least 32 or null");
     }
     if (spec.smoothing.filter !== "one-euro-face") throw new Error(`smoothing: unknown filter ${spec.smoothing.filter}`);
+    const r = spec.roll;
+    if (!r || !(r.threshold === null || r.threshold >= 0) || !(r.passes >= 0) || !(r.settled >= 0) || r.eyes.length !== 2) {
+      throw new Error("roll: the model description needs roll.threshold (>= 0 or null), passes, settled and eyes "
+        + "(kdlandmarks web --write-spec MODEL writes it)");
+    }
     this.fps = spec.smoothing.fps;
     checkSmoothing(t.crop_smoothing, this.fps);
     this.options = t;
     this.smoothing = spec.smoothing;
     checkSmoothing(this.smoothing, this.fps); // now, not at the first face
+    this.spec = spec;
     this.ops = ops;
     this.size = spec.model.input_size;
     this.margin = spec.crop.margin;
@@ -503,8 +795,7 @@ export class LandmarkTracker {
     this.frames += 1;
     const { width: w, height: h } = image;
     const predicted = this.tracks.map((tr) => tr.crop || tr.square);
-    const boxes = predicted.map((sq) => boxForSquare(sq, this.trackCal));
-    const matrices = boxes.map((b) => cropMatrix(...calibratedSquare(b, this.trackCal), this.size));
+    const matrices = this.tracks.map((tr, j) => this.window(predicted[j], tr.roll));
     let fresh = [];
     let detectorMs = 0;
     const detected = this.detectionDue();
@@ -518,16 +809,18 @@ export class LandmarkTracker {
     const landmarksMs = performance.now() - t1;
     const out = [], kept = [];
     this.tracks.forEach((track, j) => {
-      if (this.follow(track, predicted[j], { box: boxes[j], landmarks: points[j] }, t, w, h)) {
+      const [cx, cy, side] = cropSquare(matrices[j], this.size);
+      const box = [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]; // LandmarkDetector.crop_windows
+      if (this.follow(track, predicted[j], { box, landmarks: points[j] }, t, w, h)) {
         kept.push(track);
         out.push([track, this.withBox(points[j], track)]);
       }
     });
     fresh.forEach((d, k) => {
       const pts = points[matrices.length + k];
-      const track = { id: this.nextId++, square: squareFromLandmarks(pts, this.margin), score: d.score, crop: null,
+      const track = { id: this.nextId++, square: [NaN, NaN, NaN], score: d.score, roll: matrixAngle(d.matrix), crop: null,
         cropFilter: null, smoothed: null, unconfirmed: false, needsDetection: false, filter: null };
-      track.crop = this.nextCrop(track, { box: d.box, landmarks: pts }, t, w, h);
+      this.move(track, { box: d.box, landmarks: pts }, t, w, h);
       kept.push(track);
       out.push([track, this.withBox(pts, track)]);
     });
@@ -537,15 +830,26 @@ export class LandmarkTracker {
     return { faces, detected, detectorMs, landmarksMs };
   }
 
-  detectionDue() {
-    return !this.tracks.length || this.sinceDetection >= this.options.detect_every
-      || this.tracks.some((tr) => tr.needsDetection || tr.unconfirmed);
+  // A track's crop matrix: its square turned by its roll, through the box crop_faces would cut (tracking._window).
+  window(square, roll) {
+    const box = boxForSquare(square, this.trackCal, roll);
+    return cropMatrix(...calibratedSquare(box, this.trackCal, roll), this.size, roll);
   }
 
-  // Runs the face detector: marks the tracks it confirms (one unconfirmed twice ends) and returns the faces
-  // no track follows, with their crop matrices.
+  detectionDue() {
+    return !this.tracks.length || this.sinceDetection >= this.options.detect_every || this.doubtful();
+  }
+
+  // Whether a track was lost, moved past its crop, or went unconfirmed: detect at full size.
+  doubtful() {
+    return this.tracks.some((tr) => tr.needsDetection || tr.unconfirmed);
+  }
+
+  // Runs the face detector (faceWindows, as detect() crops and turns its faces): marks the tracks it confirms
+  // (one unconfirmed twice ends) and returns the faces no track follows, with their crop matrices.
   async detectNew(image, predicted) {
-    const found = (await this.ops.detect(image)).map((d) => ({ ...d, matrix: cropMatrix(...calibratedSquare(d.box, this.detectorCal), this.size) }));
+    const scan = this.tracks.length && !this.doubtful();
+    const found = await faceWindows(this.spec, this.ops, image, scan ? this.options.scan_max_side : null);
     this.detections += 1;
     this.sinceDetection = 0;
     const matches = greedyMatches(predicted, found.map((d) => cropSquare(d.matrix, this.size)), this.options.match_iou);
@@ -568,22 +872,41 @@ export class LandmarkTracker {
   follow(track, cropSq, face, t, width, height) {
     if (!Number.isFinite(track.square[0])) return false;
     const points = face.landmarks;
-    const square = squareFromLandmarks(points, this.margin);
+    const square = squareFromLandmarks(points, this.margin, track.roll); // at the crop's roll
     const [cx, cy, side] = square;
     const reach = this.options.edge_reach * side; // a face half out of the frame is still followed
     if (!(cx >= -reach && cx < width + reach && cy >= -reach && cy < height + reach) || !(side > 0)
       || !points.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y))) return false;
     track.needsDetection = track.needsDetection || squareIou(square, cropSq) < this.options.min_agreement;
-    track.crop = this.nextCrop(track, face, t, width, height);
-    track.square = square;
+    this.move(track, face, t, width, height, square);
     return true;
   }
 
-  // The crop for the next frame: the square around the track's landmarks filtered (crop_smoothing), moved on
-  // by their last motion, its centre kept inside the frame.
+  // Gives the track its face's next crop and roll, and its square (`square`, measured at the old roll, when
+  // the roll stays).
+  move(track, face, t, width, height, square = null) {
+    const roll = track.roll;
+    track.crop = this.nextCrop(track, face, t, width, height);
+    track.square = square === null || track.roll !== roll ? squareFromLandmarks(face.landmarks, this.margin, track.roll) : square;
+  }
+
+  // The roll of a track's next crop: its eye corners' roll once past roll.threshold (a turned crop, roll != 0,
+  // until it falls tracking.roll_hysteresis below it), else 0.
+  turn(landmarks, roll) {
+    const { threshold, eyes: [left, right] } = this.spec.roll;
+    if (threshold === null) return 0;
+    const now = rollAngle(landmarks[left], landmarks[right]);
+    const limit = threshold - (roll !== 0 ? this.options.roll_hysteresis : 0);
+    return Math.abs(now) > limit ? now : 0;
+  }
+
+  // The crop for the next frame: the square around the track's landmarks filtered (crop_smoothing), turned by
+  // their roll (track.roll, updated here), moved on by their last motion, its centre kept inside the frame.
   nextCrop(track, face, t, width, height) {
     if (!track.cropFilter) track.cropFilter = new FaceFilter(this.options.crop_smoothing, this.fps);
-    const square = squareFromLandmarks(track.cropFilter.apply(face, t).landmarks, this.margin);
+    const landmarks = track.cropFilter.apply(face, t).landmarks;
+    track.roll = this.turn(landmarks, track.roll);
+    const square = squareFromLandmarks(landmarks, this.margin, track.roll);
     const last = track.smoothed;
     track.smoothed = square;
     let [cx, cy] = square;
@@ -592,9 +915,9 @@ export class LandmarkTracker {
       Math.min(square[2], 2.0 * Math.max(width, height))];
   }
 
-  // The face with a box of the detector's convention around its landmarks.
+  // The face with a box of the detector's convention around its landmarks (turned with a rolled face's crop).
   withBox(landmarks, track) {
-    return { box: boxForSquare(track.square, this.detectorCal), score: track.score, landmarks };
+    return { box: boxForSquare(track.square, this.detectorCal, track.roll), score: track.score, landmarks };
   }
 
   // Two tracks that converged on one face: the older one stays.

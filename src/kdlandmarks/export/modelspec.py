@@ -15,8 +15,13 @@ settings, never typed by hand, so the two runtimes cannot drift apart:
   the model's margin);
 - ``detector``: RetinaFace's file, input conversion, anchors, variances, thresholds and resizing
   (detection.RetinaFaceDetector with its default arguments, detector.DETECT_MAX_SIDE);
+- ``roll``: how LandmarkDetector turns a rolled face's crop upright (its roll_threshold, roll_passes and
+  ROLL_SETTLED, the detector's eye keypoints and the scheme's inter-ocular landmarks whose roll it reads, the
+  upright patch a rolled face is found again on, and the landmarks its network check compares with the
+  detector's keypoints);
 - ``smoothing``: the One-Euro settings of video.DEFAULT_SMOOTHING (``predict``, the LandmarkTracker);
-- ``tracking``: tracking.LandmarkTracker's defaults (the web app's webcam mode tracks as it does).
+- ``tracking``: tracking.LandmarkTracker's defaults (the web app's webcam mode tracks as it does), with the
+  hysteresis of a track's turned crop.
 
 `write_model_spec` writes it (``kdlandmarks export`` does so beside each ONNX file it writes;
 ``kdlandmarks web --write-spec MODEL`` rewrites a shipped model's); tests/test_web.py checks that the
@@ -87,6 +92,35 @@ def detector_spec() -> dict[str, Any]:
     }
 
 
+def roll_spec(info: ModelInfo) -> dict[str, Any]:
+    """How LandmarkDetector (with its defaults) turns rolled faces' crops: a detected face whose eye keypoints
+    are rolled past `threshold` (radians; None: never) is cropped turned by that roll, then refined at most
+    `passes` times on the roll of its predicted `eyes` (the scheme's inter-ocular pair) until the crop's roll is
+    within `settled`; a face whose keypoints look rolled far, or rolled with a low score, or bunched, is first
+    found again on a patch around it turned upright (`upright_patch`, None: never), where the landmark network's
+    eye centres (`pupils` groups) and `keypoint_landmarks` agree with the detector's keypoints; and with
+    search_rotations an image with no upright face is searched on its `search_turns`."""
+    from dataclasses import asdict
+
+    from kdlandmarks.data.schemes import get_scheme
+    from kdlandmarks.inference.detection.rotations import QUARTER_TURNS
+    from kdlandmarks.inference.detector import KEYPOINT_LANDMARKS, ROLL_SETTLED, LandmarkDetector
+
+    threshold, patch = LandmarkDetector.roll_threshold, LandmarkDetector.upright_patch
+    scheme = get_scheme(info.scheme)
+    return {"threshold": None if threshold is None else float(threshold), "passes": int(LandmarkDetector.roll_passes),
+            "settled": float(ROLL_SETTLED), "keypoint_eyes": [0, 1],  # RetinaFace's keypoints: eyes, nose, mouth
+            "eyes": [int(i) for i in scheme.inter_ocular],
+            # detection.rotations.upright_detection: how a rolled face is found again on a patch turned upright
+            "upright_patch": None if patch is None else asdict(patch),
+            # LandmarkDetector._network_agrees: the landmarks compared with the detector's five keypoints (eye
+            # centres: the mean of each pupil group; then nose tip and mouth corners, where the scheme names them)
+            "pupils": [[int(i) for i in group] for group in scheme.pupils],
+            "keypoint_landmarks": [int(i) for i in KEYPOINT_LANDMARKS.get(scheme.name, ())],
+            # LandmarkDetector.search_rotations: the quarter turns tried when an image holds no upright face
+            "search_turns": list(QUARTER_TURNS) if LandmarkDetector.search_rotations else []}
+
+
 def smoothing_spec() -> dict[str, Any]:
     """The One-Euro settings of video.DEFAULT_SMOOTHING (predict, detect_video, LandmarkTracker) and the
     frame rate assumed without timestamps."""
@@ -103,12 +137,14 @@ def smoothing_spec() -> dict[str, Any]:
 def tracking_spec() -> dict[str, Any]:
     """tracking.LandmarkTracker's defaults (every field of DEFAULT_TRACKING: when the face detector runs,
     how its faces match tracks, how its crops follow them), the box source whose calibration turns a
-    track's box into its crop, and how far outside the frame (face sides) a track's centre may go."""
+    track's box into its crop, how far outside the frame (face sides) a track's centre may go, and how far
+    below the roll threshold (radians) a turned track's roll must fall for its crop to go back upright."""
     from dataclasses import asdict
 
-    from kdlandmarks.inference.tracking import DEFAULT_TRACKING, EDGE_REACH, TRACK_BOX_SOURCE
+    from kdlandmarks.inference.tracking import DEFAULT_TRACKING, EDGE_REACH, ROLL_HYSTERESIS, TRACK_BOX_SOURCE
 
-    return {**asdict(DEFAULT_TRACKING), "box_source": TRACK_BOX_SOURCE, "edge_reach": EDGE_REACH}
+    return {**asdict(DEFAULT_TRACKING), "box_source": TRACK_BOX_SOURCE, "edge_reach": EDGE_REACH,
+            "roll_hysteresis": ROLL_HYSTERESIS}
 
 
 def model_spec(info: ModelInfo, onnx_file: str = "model.onnx", input_name: str = "images",
@@ -132,6 +168,7 @@ def model_spec(info: ModelInfo, onnx_file: str = "model.onnx", input_name: str =
                  "area_grid_tolerance": AREA_GRID_TOLERANCE},
         "box_calibrations": resolved_calibrations(info),
         "detector": detector_spec(),
+        "roll": roll_spec(info),
         "smoothing": smoothing_spec(),
         "tracking": tracking_spec(),
     }

@@ -43,8 +43,8 @@ from kdlandmarks.data.crop import BoxCalibration, CropTransform, box_crop, gt_cr
 from kdlandmarks.data.flip import flip_scheme, run_flip_test
 from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.inference.detection import Detection, FaceDetector, check_boxes, create_detector, resolve_detector_name
-from kdlandmarks.inference.detection.base import box_iou
-from kdlandmarks.inference.detection.rotations import RotationSearch, turned_detection_back
+from kdlandmarks.inference.detection.rotations import (DEFAULT_UPRIGHT_PATCH, RotationSearch, UprightPatch, bunched,
+                                                      needs_upright_patch, upright_detection)
 from kdlandmarks.inference.calibration import box_source_names, check_box_source, resolve_calibration
 from kdlandmarks.data.images import check_image, shrink, too_small
 from kdlandmarks.errors import ConfigError, DataError, KDLandmarksError, ModelError
@@ -62,6 +62,9 @@ ROLL_THRESHOLD = math.radians(15)
 # A rolled face's crop is refined again while its predicted eye corners still disagree with the crop's roll
 # by more than this (at most roll_passes passes): a rough first roll (keypoints off by 45 degrees) settles.
 ROLL_SETTLED = math.radians(10)
+# The landmarks at a five-keypoint detector's nose tip and mouth corners (its eyes are the scheme's pupils),
+# for the schemes that name them; other schemes compare the eyes only.
+KEYPOINT_LANDMARKS = {"300w": (30, 48, 54), "wflw": (54, 76, 82)}
 
 
 @dataclass
@@ -109,6 +112,8 @@ class LandmarkDetector:
     detect_max_side: int | None = DETECT_MAX_SIDE
     #: detector faces rolled past this (radians) are cropped turned upright, in two passes (None: never turn)
     roll_threshold: float | None = ROLL_THRESHOLD
+    #: when a detected face's keypoints are re-read on a patch turned upright, and how (None: never)
+    upright_patch: UprightPatch | None = DEFAULT_UPRIGHT_PATCH
     #: at most this many network passes refine a rolled face's crop before the final one
     roll_passes: int = 3
     #: when the detector finds no face, also search the image turned by quarter turns (faces lying sideways)
@@ -314,17 +319,39 @@ class LandmarkDetector:
             yield from track_frames(stream, tracker)
 
     def crop_faces(self, image: np.ndarray, boxes: Any = None, box_source: str | None = None,
-                   name: str = "image") -> "FaceCrops":
+                   name: str = "image", detect_max_side: int | None = None) -> "FaceCrops":
         """The first half of detect(): find (or take) one image's faces and cut the network's crops.
 
         What it returns is small (input-sized crops), so the image can be freed at once; hand the crops of
         many images to faces_from_crops(), which runs the network over them in batches. `name` (e.g. the
         file) starts the messages of a bad image or bad boxes. `box_source`: the convention of the given
-        boxes (see detect; default RetinaFace's).
+        boxes (see detect; default RetinaFace's). `detect_max_side`: for this call, the detector looks at a
+        copy shrunk to this long side when smaller than the usual detect_max_side (e.g. a tracker's quick
+        scan for new faces); crops are still cut from the full image.
         """
         image = check_image(image, name)
         calibration = self.calibration_for(box_source)
-        return self._crop_faces(image, boxes, calibration, name)
+        return self._crop_faces(image, boxes, calibration, name, detect_max_side)
+
+    def crop_windows(self, image: np.ndarray, transforms: Sequence[CropTransform], scores: Any = None,
+                     name: str = "image") -> "FaceCrops":
+        """crop_faces() for crop windows the caller placed, e.g. a tracker's around a face's last landmarks,
+        turned with its roll: each CropTransform (the model's input size) cut from the image as it is, with
+        no face detector, calibration or refinement. The boxes are the windows' squares (before their turn);
+        scores: one per window (default 1.0)."""
+        image = check_image(image, name)
+        transforms = list(transforms)
+        if any(t.size != self.input_size for t in transforms):
+            raise ConfigError(f"{name}: crop windows must be {self.input_size} pixels, the model's input size")
+        boxes = np.zeros((len(transforms), 4))
+        for box, t in zip(boxes, transforms):
+            centre = t.to_image(np.full((1, 2), (t.size - 1) / 2))[0]
+            half = t.size / t.scale / 2
+            box[:] = centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
+        scores = np.ones(len(transforms)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(scores) != len(transforms):
+            raise DataError(f"{name}: {len(scores)} scores for {len(transforms)} crop windows")
+        return FaceCrops(boxes, scores, transforms, [t.warp(image) for t in transforms])
 
     def faces_from_crops(self, items: Sequence["FaceCrops"], flip_test: bool | None = None) -> list[list[Face]]:
         """The second half of detect_batch(): landmarks for the crops of each item (one per image)."""
@@ -342,19 +369,19 @@ class LandmarkDetector:
         return out
 
     def _crop_faces(self, image: np.ndarray, given: Any, given_calibration: BoxCalibration,
-                    name: str) -> "FaceCrops":
-        item = self._face_windows(image, given, given_calibration, name)
+                    name: str, detect_max_side: int | None = None) -> "FaceCrops":
+        item = self._face_windows(image, given, given_calibration, name, detect_max_side)
         item.crops = [t.warp(image) for t in item.transforms]
         return item
 
     def _face_windows(self, image: np.ndarray, given: Any, given_calibration: BoxCalibration,
-                      name: str) -> "FaceCrops":
+                      name: str, detect_max_side: int | None = None) -> "FaceCrops":
         """One image's faces and their crop transforms, without the crops (the image is still at hand)."""
         if given is None:
-            dets = self._detect_faces(image, name)
+            dets = self._detect_faces(image, name, detect_max_side)
             scores = np.array([d.score for d in dets], dtype=np.float64)
             calibration = self.detector_calibration(self.face_detector.name)
-            dets = [self._sideways_redetected(image, d, name) for d in dets]
+            dets = [self._upright_redetected(image, d) for d in dets]
             bxs = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
             angles = [self._keypoint_roll(d) for d in dets]
         else:
@@ -367,20 +394,44 @@ class LandmarkDetector:
             transforms = self._turned_upright(image, transforms, rolled)
         return FaceCrops(bxs, scores, transforms, [])
 
-    def _sideways_redetected(self, image: np.ndarray, detection: Detection, name: str) -> Detection:
-        """A face lying sideways or upside down (keypoints rolled past 45 degrees) found again on the image
-        turned by the quarter turns that stand it upright: detectors' keypoints are poor on such faces
-        (RetinaFace's roll is off by 18 degrees at the median at 90 degrees of roll) and good on upright
-        ones. The detection found there mapped back exactly, or `detection` itself when none matches it."""
-        roll = self._eye_roll(detection)
-        turns = 0 if roll is None else round(roll / (math.pi / 2)) % 4
-        if turns == 0:
+    def _upright_redetected(self, image: np.ndarray, detection: Detection) -> Detection:
+        """A face whose keypoints say it is rolled far, or rolled with a low score, or whose keypoints are
+        bunched (detection.rotations.needs_upright_patch) found again on a small patch around it turned
+        upright (upright_detection), where the landmark network agrees with the detector's keypoints: the
+        detector's keypoints are poor on rolled faces (off by more than 30 degrees on 22 % of 300-W faces at
+        90 degrees) and good on upright ones. `detection` itself when it needs no check, when the face is
+        not found upright, or when an unrolled face is confirmed unrolled."""
+        if self.roll_threshold is None or self.upright_patch is None:
             return detection
-        height, width = image.shape[:2]
-        turned = self._detect_faces(np.ascontiguousarray(np.rot90(image, turns)), name)
-        found = [turned_detection_back(d, turns, width, height) for d in turned]
-        best = max(found, key=lambda d: float(box_iou(detection.box, d.box)[0]), default=None)
-        return best if best is not None and box_iou(detection.box, best.box)[0] > 0.3 else detection
+        if not needs_upright_patch(detection, self.roll_threshold, self.upright_patch):
+            return detection
+        detector = self.face_detector
+        if isinstance(detector, RotationSearch):
+            detector = detector.detector  # the patch search turns the patch itself
+        calibration = self.detector_calibration(detector.name)
+        roll = self._eye_roll(detection)
+        found = upright_detection(detector, image, detection, roll, self.upright_patch,
+                                  lambda d: self._network_agrees(image, d, calibration))
+        if found is None or (abs(roll) <= self.roll_threshold and abs(self._eye_roll(found)) <= self.roll_threshold
+                             and not bunched(detection, self.upright_patch.spread)):
+            return detection
+        return found
+
+    def _network_agrees(self, image: np.ndarray, detection: Detection, calibration: BoxCalibration) -> bool:
+        """Whether the landmark network, on the crop this detection gives (turned by its keypoints' roll),
+        puts the eyes, nose tip and mouth corners where the detector's five keypoints are: within
+        upright_patch.agree eye distances on average. On 300-W training faces rolled by 60 and 90 degrees,
+        upright readings of patches the right way up agree within 0.2 but for 1 in 1240, upside-down or
+        sideways ones misread as upright disagree by more but for 1 in 96."""
+        kps = np.asarray(detection.keypoints, dtype=np.float64)
+        crop = box_crop(detection.box, self.input_size, calibration, self._eye_roll(detection))
+        landmarks = crop.to_image(self._predict([(image, crop)], _warp_into, flip_test=False)[0])
+        scheme = get_scheme(self.info.scheme)
+        points = [landmarks[list(group)].mean(axis=0) for group in scheme.pupils]
+        points += [landmarks[i] for i in KEYPOINT_LANDMARKS.get(scheme.name, ())]
+        n = min(len(points), len(kps))  # a detector with fewer keypoints: those it has
+        gap = np.linalg.norm(np.asarray(points[:n]) - kps[:n], axis=1).mean()
+        return bool(gap <= self.upright_patch.agree * np.linalg.norm(kps[1] - kps[0]))
 
     def _eye_roll(self, detection: Detection) -> float | None:
         """The roll of a detection's eye keypoints; None without them, or when faces are never turned."""
@@ -414,11 +465,12 @@ class LandmarkDetector:
                 break
         return out
 
-    def _detect_faces(self, image: np.ndarray, name: str = "image") -> list[Detection]:
-        """The detector's faces, found on a copy shrunk to detect_max_side pixels (long side) when the
-        image is larger, and mapped back to the image's pixels (pixel-centre convention)."""
+    def _detect_faces(self, image: np.ndarray, name: str = "image", max_side: int | None = None) -> list[Detection]:
+        """The detector's faces, found on a copy shrunk to detect_max_side pixels (long side; `max_side`
+        when that is smaller) when the image is larger, and mapped back to the image's pixels (pixel-centre
+        convention)."""
         h, w = image.shape[:2]
-        limit = self.detect_max_side
+        limit = min(v for v in (self.detect_max_side, max_side) if v) if (self.detect_max_side or max_side) else None
         if not limit or max(h, w) <= limit:
             return self.face_detector.detect(image)
         small, _ = shrink(image, limit)

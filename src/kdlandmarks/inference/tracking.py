@@ -14,8 +14,17 @@ of a frame's faces go through the network in one call. Those landmarks are light
 noise. The face detector runs when there is no track, when a track's quality is low (its new landmark
 square agrees poorly with the square it was cropped from: the face was lost or moved faster than the
 crop), when the last detection missed a track, and at least every `TrackingOptions.detect_every` frames
-to find new faces. A track that no detection confirms twice in a row ends, and so does one whose face
-leaves the frame.
+to find new faces. That periodic scan, when every track is healthy, looks at a smaller copy of the frame
+(TrackingOptions.scan_max_side): it only has to notice a new face, and a face it misses at that size is
+found at full size on the next frame (a track it fails to confirm asks for a detection). A track that no
+detection confirms twice in a row ends, and so does one whose face leaves the frame.
+
+A tilted head keeps its crop turned upright: a track's crop turns by the roll of its filtered eye corners
+(the scheme's inter-ocular pair) once that roll passes the detector's roll_threshold (the faces detect()
+turns), and goes back upright only when it falls ROLL_HYSTERESIS below it; a face found by the detector
+starts with the turn detect() gave its crop. An upright face's crops are exactly those of an untilted
+tracker. The overlap checks (quality, matching, duplicates) compare squares as if axis-aligned, each
+measured at its own track's roll: they only ask whether two windows hold the same face.
 
 The landmarks and box returned are smoothed per track by a video.FaceFilter (`smoothing`, default
 video.DEFAULT_SMOOTHING: a One-Euro filter driven by the whole face's speed, in face-size units), or
@@ -29,13 +38,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from kdlandmarks.data.crop import BoxCalibration, DEFAULT_MARGIN, square_from_landmarks
+from kdlandmarks.data.crop import (DEFAULT_MARGIN, BoxCalibration, CropTransform, box_crop, roll_angle,
+                                   square_from_landmarks)
 from kdlandmarks.data.images import check_image
+from kdlandmarks.data.schemes import get_scheme
 from kdlandmarks.errors import ConfigError, DataError
 from kdlandmarks.inference.video import DEFAULT_FPS, DEFAULT_SMOOTHING, FaceFilter, SmoothingOptions, VideoFrame
 
-TRACK_BOX_SOURCE = "landmarks"  # the calibration a track's crop square is passed to the detector through
+TRACK_BOX_SOURCE = "landmarks"  # the calibration through which a track's square becomes its crop
 EDGE_REACH = 0.25  # a track ends when its landmarks' centre is further outside the frame (fraction of face side)
+# A turned track's crop goes back upright only when its roll falls this far below the detector's roll_threshold:
+# a roll hovering at the threshold (filtered, it wanders by well under a degree) would otherwise switch the crop
+# between upright and turned from frame to frame, and each switch moves the points a little.
+ROLL_HYSTERESIS = math.radians(5)
 
 
 @dataclass(frozen=True)
@@ -47,17 +62,22 @@ class TrackingOptions:
     crop came from, below which the face detector runs on the next frame. match_iou: the overlap at
     which a detection is the same face as a track. crop_smoothing: the One-Euro settings of the landmarks
     a track's next crop is cut around (whatever the output's smoothing): unfiltered, a still face's crop
-    would follow the landmarks' own noise and feed it back as more noise.
+    would follow the landmarks' own noise and feed it back as more noise. scan_max_side: the long side
+    (pixels) of the frame copy that the periodic scan for new faces looks at while every track is healthy
+    (None: the detector's usual copy); detections for a lost, doubtful or first face use the usual copy.
     """
 
-    detect_every: int = 30
+    detect_every: int = 60
     min_agreement: float = 0.5
     match_iou: float = 0.3
     crop_smoothing: SmoothingOptions = SmoothingOptions(min_cutoff=1.0, beta=30.0, d_cutoff=4.0)
+    scan_max_side: int | None = 480
 
     def __post_init__(self) -> None:
         if int(self.detect_every) < 1:
             raise ConfigError(f"tracking: detect_every must be at least 1 frame, got {self.detect_every}")
+        if self.scan_max_side is not None and int(self.scan_max_side) < 32:
+            raise ConfigError(f"tracking: scan_max_side must be at least 32 pixels (or None), got {self.scan_max_side}")
         for name in ("min_agreement", "match_iou"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:  # also refuses NaN
@@ -98,8 +118,9 @@ Square = tuple[float, float, float]  # centre x, centre y, side (image pixels)
 @dataclass
 class _Track:
     id: int
-    square: Square  # around the last unfiltered landmarks
+    square: Square  # around the last unfiltered landmarks, measured at `roll`
     score: float
+    roll: float = 0.0  # the roll the next crop turns by (0: upright); `square` and `crop` are measured at it
     crop: Square | None = None  # where the next frame's crop comes from (None: the square)
     crop_filter: FaceFilter | None = None  # smooths the landmarks the crops are cut around
     smoothed: Square | None = None  # the square around those at the last frame
@@ -119,11 +140,14 @@ def square_iou(a: Square, b: Square) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def box_for_square(square: Square, calibration: BoxCalibration) -> np.ndarray:
-    """The box that `calibration` maps onto `square`: the inverse of BoxCalibration.square."""
+def box_for_square(square: Square, calibration: BoxCalibration, angle: float = 0.0) -> np.ndarray:
+    """The box that `calibration` maps onto `square` for a face rolled by `angle`: the inverse of
+    BoxCalibration.square (whose shift turns with the face)."""
     cx, cy, side = square
     box_side = side / calibration.scale
-    bx, by = cx - calibration.dx * box_side, cy - calibration.dy * box_side
+    c, s = math.cos(angle), math.sin(angle)
+    bx = cx - (c * calibration.dx - s * calibration.dy) * box_side
+    by = cy - (s * calibration.dx + c * calibration.dy) * box_side
     return np.array([bx - box_side / 2, by - box_side / 2, bx + box_side / 2, by + box_side / 2])
 
 
@@ -172,6 +196,8 @@ class LandmarkTracker:
         self._track_calibration = detector.calibration_for(TRACK_BOX_SOURCE)
         self._box_calibration = detector.calibration_for(box_source)  # checks the name now
         self._margin = float(getattr(detector.info, "crop_margin", DEFAULT_MARGIN))
+        self._roll_threshold = detector.roll_threshold  # None: crops never turn, as in detect()
+        self._eyes = None if self._roll_threshold is None else get_scheme(detector.info.scheme).inter_ocular
         self.reset()
 
     def reset(self) -> None:
@@ -227,9 +253,8 @@ class LandmarkTracker:
     def _tracked_faces(self, frame: np.ndarray, t: float) -> list[tuple[_Track, Any]]:
         name = f"frame {self.frames - 1}"
         predicted = [track.crop or track.square for track in self._tracks]
-        boxes = [np.append(box_for_square(sq, self._track_calibration), track.score)
-                 for sq, track in zip(predicted, self._tracks)]
-        tracked = self.detector.crop_faces(frame, np.array(boxes).reshape(-1, 5), TRACK_BOX_SOURCE, name=name)
+        windows = [self._window(sq, track.roll) for sq, track in zip(predicted, self._tracks)]
+        tracked = self.detector.crop_windows(frame, windows, [track.score for track in self._tracks], name=name)
         new = None
         if self._detection_due():
             new = self._detect_new(frame, predicted, name)
@@ -241,29 +266,41 @@ class LandmarkTracker:
         for track, crop_sq, face in zip(self._tracks, predicted, results[0]):
             if self._follow(track, crop_sq, face, t, w, h):
                 kept.append(track)
-                out.append((track, self._with_box(face, track.square, track.score)))
-        for face in results[1] if new is not None else []:
-            track = _Track(self._next_id, square_from_landmarks(face.landmarks, self._margin), float(face.score))
-            track.crop = self._next_crop(track, face, t, w, h)
+                out.append((track, self._with_box(face, track)))
+        for face, window in zip(results[1], new.transforms) if new is not None else []:
+            track = _Track(self._next_id, (math.nan,) * 3, float(face.score), roll=window.angle)  # detect()'s turn
+            self._move(track, face, t, w, h)
             self._next_id += 1
             kept.append(track)
-            out.append((track, self._with_box(face, track.square, track.score)))
+            out.append((track, self._with_box(face, track)))
         self._tracks = kept
         self._since_detection += 1
         return self._without_duplicates(out)
 
-    def _with_box(self, face: Any, square: Square, score: float) -> Any:
-        """The face with a box of the default given-box convention (RetinaFace's) around its landmarks."""
-        return replace(face, box=box_for_square(square, self._box_calibration), score=score)
+    def _window(self, square: Square, roll: float) -> CropTransform:
+        """A track's crop: its square turned by its roll, cut as crop_faces cuts a box of TRACK_BOX_SOURCE
+        (the same arithmetic: an upright track's crop is bit for bit what a box-given crop was)."""
+        box = box_for_square(square, self._track_calibration, roll)
+        return box_crop(box, self.detector.input_size, self._track_calibration, roll)
+
+    def _with_box(self, face: Any, track: _Track) -> Any:
+        """The face with a box of the default given-box convention (RetinaFace's) around its landmarks
+        (for a rolled face, the box such a detector draws around it: the crop's calibration, turned)."""
+        return replace(face, box=box_for_square(track.square, self._box_calibration, track.roll), score=track.score)
 
     def _detection_due(self) -> bool:
-        return (not self._tracks or self._since_detection >= self.tracking.detect_every
-                or any(t.needs_detection or t.unconfirmed for t in self._tracks))
+        return not self._tracks or self._since_detection >= self.tracking.detect_every or self._doubtful()
+
+    def _doubtful(self) -> bool:
+        """Whether a track was lost, moved past its crop, or went unconfirmed: detect at full size."""
+        return any(t.needs_detection or t.unconfirmed for t in self._tracks)
 
     def _detect_new(self, frame: np.ndarray, predicted: list[Square], name: str) -> Any:
         """Run the face detector: mark which tracks it confirms (a track unconfirmed twice ends) and
         return the crops of the faces no track follows."""
-        found = self.detector.crop_faces(frame, None, name=name)
+        scan = self._tracks and not self._doubtful()
+        found = self.detector.crop_faces(frame, None, name=name,
+                                         detect_max_side=self.tracking.scan_max_side if scan else None)
         self.detections += 1
         self._since_detection = 0
         squares = [crop_square(t) for t in found.transforms]
@@ -286,23 +323,45 @@ class LandmarkTracker:
         """Move the track to its face's new landmarks; False when the track ends."""
         if not math.isfinite(track.square[0]):
             return False
-        square = square_from_landmarks(face.landmarks, self._margin)
+        square = square_from_landmarks(face.landmarks, self._margin, track.roll)  # at the crop's roll
         cx, cy, side = square
         reach = EDGE_REACH * side  # a face half out of the frame is still followed, as detect() finds it
         if not (-reach <= cx < width + reach and -reach <= cy < height + reach) or side <= 0 \
                 or not np.isfinite(face.landmarks).all():
             return False  # the face left the frame (or the network lost it entirely)
         track.needs_detection = track.needs_detection or square_iou(square, crop_sq) < self.tracking.min_agreement
-        track.crop = self._next_crop(track, face, t, width, height)
-        track.square = square
+        self._move(track, face, t, width, height, square)
         return True
 
+    def _move(self, track: _Track, face: Any, t: float, width: int, height: int,
+              square: Square | None = None) -> None:
+        """Give the track its face's next crop and roll, and its square (`square`, measured at the old roll,
+        when the roll stays)."""
+        roll = track.roll
+        track.crop = self._next_crop(track, face, t, width, height)
+        if square is None or track.roll != roll:
+            square = square_from_landmarks(face.landmarks, self._margin, track.roll)
+        track.square = square
+
+    def _turn(self, landmarks: np.ndarray, roll: float) -> float:
+        """The roll of a track's next crop: its eye corners' roll once past the detector's roll_threshold
+        (a turned crop, `roll` != 0, until it falls ROLL_HYSTERESIS below it), else 0."""
+        if self._eyes is None:
+            return 0.0
+        left, right = self._eyes
+        now = float(roll_angle(landmarks[left], landmarks[right]))
+        limit = self._roll_threshold - (ROLL_HYSTERESIS if roll != 0.0 else 0.0)
+        return now if abs(now) > limit else 0.0
+
     def _next_crop(self, track: _Track, face: Any, t: float, width: int, height: int) -> Square:
-        """The crop for the next frame: the square around the track's filtered landmarks, moved on by their
-        last motion (a constant-velocity prediction), its centre kept inside the frame."""
+        """The crop for the next frame: the square around the track's filtered landmarks, turned by their
+        roll (track.roll, updated here), moved on by their last motion (a constant-velocity prediction), its
+        centre kept inside the frame."""
         if track.crop_filter is None:
             track.crop_filter = FaceFilter(self.tracking.crop_smoothing, self.fps)
-        square = square_from_landmarks(track.crop_filter(face, t).landmarks, self._margin)
+        landmarks = track.crop_filter(face, t).landmarks
+        track.roll = self._turn(landmarks, track.roll)
+        square = square_from_landmarks(landmarks, self._margin, track.roll)
         last, track.smoothed = track.smoothed, square
         cx, cy, side = square
         if last is not None:
