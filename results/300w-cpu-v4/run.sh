@@ -14,12 +14,17 @@
 #   prec-r18-bf16      from scratch, one in fp32, one in bf16-mixed (benchmarks/validation_pairs.py pairs them)
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 #   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
+#   full-occ-s2        the shipped full-width student (kd-student-300w, one 80-epoch stage) + 80 epochs of KD with
+#                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
+#   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
+# A machine can be handed over without ~/kdl-runs: a finished run's fp16 weights that a later stage needs are
+# committed (see results/README.md), and a lost run is simply run again.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v4}
 DATA=${DATA:-../shared/data/300w}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
 CORE=${CORE:-1}
-ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1 tough-r34-s2}
+ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1 tough-r34-s2 full-occ-s2}
 [ -n "${SNAP:-}" ] && export PYTHONPATH="$SNAP"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 kdl() { taskset -c "$CORE" python3 -m kdlandmarks "$@"; }
@@ -42,6 +47,10 @@ for run in $ONLY; do
       occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
       args=(train student "${kd[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
             --init kd-student-300w-lite --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
+    full-occ-s2|full-occ-s3)
+      init=kd-student-300w; [ "$run" = full-occ-s3 ] && init="$RUNS/full-occ-s2/model.pt"
+      args=(train student "${kd[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
+            --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
   esac
   echo "$(date -u +%FT%TZ) $run: start"

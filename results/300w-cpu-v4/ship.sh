@@ -1,0 +1,54 @@
+#!/bin/bash
+# Ship a finished v4 student stage under a package name, from the repository root (issue "Accuracy, part 3"):
+#   RUN=lite-occ-s3 NAME=kd-student-300w-lite results/300w-cpu-v4/ship.sh
+# 1. $RUNS/$RUN/model.pt -> fp16 $WEIGHTS/$NAME.pt (and $RUNS/$RUN/model-fp16.pt, what a later stage starts from)
+# 2. its fp32 ONNX export and runtime description ($NAME.onnx, $NAME.json)
+# 3. its int8 ONNX ($NAME.int8.onnx): the setting results/int8/quantize.py chose on validation for the shipped
+#    students (QDQ, per-channel int8 weights with reduce_range, u8 activations, fp32 head), calibrated on 256
+#    training faces that are not validation faces
+# 4. LFPW test scores (ground-truth crop and `--protocol detector`) of both exports into results/300w-cpu-v4/$RUN/,
+#    and the validation NME of both (int8 ships as the default only within +0.10 of fp32 on validation and test)
+# The model card (src/kdlandmarks/weights/$NAME.md) and zoo.SHIPPED's one-liner are edited by hand from these.
+set -euo pipefail
+RUN=${RUN:?set RUN, e.g. lite-occ-s3}
+NAME=${NAME:?set NAME, e.g. kd-student-300w-lite}
+RUNS=${RUNS:-$HOME/kdl-runs/v4}
+DATA=${DATA:-../shared/data/300w}
+HERE=results/300w-cpu-v4/$RUN
+WEIGHTS=src/kdlandmarks/weights
+python3 - "$RUNS/$RUN/model.pt" "$RUNS/$RUN/model-fp16.pt" <<'PY'
+import sys
+from kdlandmarks.models.backbones import load_model, save_model
+model, info = load_model(sys.argv[1])
+save_model(sys.argv[2], model, info, half=True)
+PY
+cp "$RUNS/$RUN/model-fp16.pt" "$WEIGHTS/$NAME.pt.part" && mv "$WEIGHTS/$NAME.pt.part" "$WEIGHTS/$NAME.pt"
+kdlandmarks export --model "$WEIGHTS/$NAME.pt" --format onnx --out "$WEIGHTS/$NAME.onnx"
+python3 - "$WEIGHTS/$NAME.onnx" "$WEIGHTS/$NAME.int8.onnx" > "$HERE/int8-validation.json" <<'PY'
+import json, sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, "results/int8")
+from quantize import STORE, VARIANTS, nme, quantize, store_inputs
+from kdlandmarks.data.store import FaceStore
+from kdlandmarks.inference.runtime import OnnxRegressor
+from kdlandmarks.training.data import split_faces
+fp32, out = Path(sys.argv[1]), Path(sys.argv[2])
+store = FaceStore(STORE)
+train_idx, val_idx = split_faces(store, 0.05, 0)
+calib, _ = store_inputs(store, np.sort(np.random.default_rng(0).choice(train_idx, 256, replace=False)))
+part = out.with_name(out.name + ".part.onnx")
+quantize(fp32, part, calib, VARIANTS["qdq-u8s8-pc-rr"])
+part.replace(out)
+xv, gv = store_inputs(store, val_idx)
+print(json.dumps({"val_faces": len(val_idx), "fp32": round(nme(OnnxRegressor(fp32), xv, gv), 3),
+                  "int8": round(nme(OnnxRegressor(out), xv, gv), 3)}))
+PY
+cat "$HERE/int8-validation.json"
+for export in fp32 int8; do
+  for protocol in gt detector; do
+    kdlandmarks evaluate --model "$NAME:$export" --dataset 300w --root "$DATA" --split lfpw/testset \
+        --protocol $protocol --out "$HERE/eval-$protocol-$export"
+    rm -rf "$HERE/eval-$protocol-$export/pts"
+  done
+done
