@@ -18,7 +18,8 @@
 #                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
 #   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
 # A machine can be handed over without ~/kdl-runs: a finished run's fp16 weights that a later stage needs are
-# committed (see results/README.md), and a lost run is simply run again.
+# committed beside its results (tough-r34-s1/model-fp16.pt; the students' stages ship as the package's
+# models: ship.sh), and a lost run is simply run again.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v4}
 DATA=${DATA:-../shared/data/300w}
@@ -37,9 +38,10 @@ for run in $ONLY; do
   case $run in
     tough-r34-s1|tolerant-r34-s1)
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
-    tough-r34-s2)
+    tough-r34-s2)  # from this machine's stage 1, else the fp16 copy kept in the repository
+      init="$RUNS/tough-r34-s1/model.pt"; [ -f "$init" ] || init=results/300w-cpu-v4/tough-r34-s1/model-fp16.pt
       args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=40
-            --init "$RUNS/tough-r34-s1/model.pt" --set teacher.lr=1e-3) ;;
+            --init "$init" --set teacher.lr=1e-3) ;;
     prec-r18-fp32|prec-r18-bf16)
       args=(train teacher --kind tough --set teacher.arch=resnet18 --set teacher.epochs=12
             --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
