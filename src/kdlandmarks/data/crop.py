@@ -89,6 +89,12 @@ class CropTransform:
         return float(math.atan2(self.matrix[0, 1], self.matrix[0, 0]))
 
     @property
+    def square(self) -> tuple[float, float, float]:
+        """The image square the crop samples: its centre (x, y) and side, in image pixels (before its turn)."""
+        centre = self.to_image(np.full((1, 2), (self.size - 1) / 2))[0]
+        return float(centre[0]), float(centre[1]), float(self.size / self.scale)
+
+    @property
     def inverse(self) -> np.ndarray:
         return cv2.invertAffineTransform(self.matrix)
 
@@ -142,10 +148,8 @@ class CropTransform:
 
     def scaled(self, factor: float, size: int) -> "CropTransform":
         """The same window grown about its centre by `factor`, sampled at `size` pixels."""
-        inv = self.inverse
-        centre = inv @ np.array([(self.size - 1) / 2, (self.size - 1) / 2, 1.0])
-        side = self.size / self.scale * factor
-        return CropTransform.from_square(centre[0], centre[1], side, size, self.angle)
+        cx, cy, side = self.square
+        return CropTransform.from_square(cx, cy, side * factor, size, self.angle)
 
 
 AREA_GRID_TOLERANCE = 0.02  # shrunk pixels a region's start may lie off a bin edge (the crop moves by at most that)

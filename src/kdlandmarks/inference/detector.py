@@ -343,11 +343,8 @@ class LandmarkDetector:
         transforms = list(transforms)
         if any(t.size != self.input_size for t in transforms):
             raise ConfigError(f"{name}: crop windows must be {self.input_size} pixels, the model's input size")
-        boxes = np.zeros((len(transforms), 4))
-        for box, t in zip(boxes, transforms):
-            centre = t.to_image(np.full((1, 2), (t.size - 1) / 2))[0]
-            half = t.size / t.scale / 2
-            box[:] = centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
+        boxes = np.array([(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+                          for cx, cy, side in (t.square for t in transforms)], dtype=np.float64).reshape(-1, 4)
         scores = np.ones(len(transforms)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(transforms):
             raise DataError(f"{name}: {len(scores)} scores for {len(transforms)} crop windows")
@@ -470,7 +467,7 @@ class LandmarkDetector:
         when that is smaller) when the image is larger, and mapped back to the image's pixels (pixel-centre
         convention)."""
         h, w = image.shape[:2]
-        limit = min(v for v in (self.detect_max_side, max_side) if v) if (self.detect_max_side or max_side) else None
+        limit = min((v for v in (self.detect_max_side, max_side) if v), default=None)
         if not limit or max(h, w) <= limit:
             return self.face_detector.detect(image)
         small, _ = shrink(image, limit)

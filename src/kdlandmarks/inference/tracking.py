@@ -152,10 +152,8 @@ def box_for_square(square: Square, calibration: BoxCalibration, angle: float = 0
 
 
 def crop_square(transform: Any) -> Square:
-    """The image square a CropTransform samples (centre and side, image pixels)."""
-    size = transform.size
-    centre = transform.to_image(np.array([[(size - 1) / 2, (size - 1) / 2]]))[0]
-    return float(centre[0]), float(centre[1]), float(size / transform.scale)
+    """The image square a CropTransform samples (centre and side, image pixels): CropTransform.square."""
+    return transform.square
 
 
 def _greedy_matches(tracks: list[Square], detections: list[Square], min_iou: float) -> dict[int, int]:
