@@ -8,11 +8,15 @@ input crops, batch 32; NME is inter-ocular, percent.
   online KD teachers follow.
 --pair A B: model A against model B (both fp32), paired face by face as `kdlandmarks report --baseline` does
   (mean difference A - B with a bootstrap 95 % interval, faces won, sign-flip p): e.g. the same-seed fp32 and
-  bf16-mixed training runs of results/300w-cpu-v4/run.sh (prec-r18-fp32, prec-r18-bf16).
+  bf16-mixed training runs of results/300w-cpu-v4/run.sh (prec-r18-fp32, prec-r18-bf16). --store-b gives B a
+  store of its own, for models of different input sizes (px128-seed0 against px160-seed0, which trained on a 160 px
+  store): each model is scored on its own store's crops of the same validation faces (checked by name).
 
 Usage: python3 benchmarks/validation_pairs.py [--store ~/kdl-runs/stores/300w-train-128x1]
        [--model kd-teacher-300w-tough --model kd-student-300w-lite ...] [--threads 2]
        python3 benchmarks/validation_pairs.py --pair RUNS/prec-r18-bf16/model.pt RUNS/prec-r18-fp32/model.pt
+       python3 benchmarks/validation_pairs.py --pair RUNS/px160-seed0/model.pt RUNS/px128-seed0/model.pt \
+           --store ~/kdl-runs/stores/300w-train-160x1 --store-b ~/kdl-runs/stores/300w-train-128x1
 """
 from __future__ import annotations
 
@@ -63,13 +67,24 @@ def main() -> None:
     ap.add_argument("--model", action="append")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pair", nargs=2, metavar=("A", "B"), help="compare model A with model B face by face")
+    ap.add_argument("--store-b", help="--pair: model B's store (default: --store), the same faces at another size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     store = FaceStore(args.store)
     _, val = split_faces(store, args.val_fraction, args.seed)
     print(f"{len(val)} validation faces, {args.threads} threads, batch 32")
     if args.pair:
-        (a, _, _), (b, _, _) = (validation_nme(name, store, val) for name in args.pair)
+        store_b, val_b = store, val
+        if args.store_b:
+            store_b = FaceStore(args.store_b)
+            _, val_b = split_faces(store_b, args.val_fraction, args.seed)
+            def names(st: FaceStore, idx: np.ndarray) -> list[str]:
+                records = st.records()
+                return [records[int(st.face_index[i])]["name"] for i in idx]
+            if names(store, val) != names(store_b, val_b):
+                raise SystemExit(f"{args.store} and {args.store_b} hold out different validation faces")
+        a, _, _ = validation_nme(args.pair[0], store, val)
+        b, _, _ = validation_nme(args.pair[1], store_b, val_b)
         d = paired_difference(a / 100, b / 100)
         print(f"A {args.pair[0]}: {a.mean():.3f}; B {args.pair[1]}: {b.mean():.3f}; A - B {d['mean_difference']:+.3f} "
               f"[{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}], A better on {d['model_better']} faces, B on "

@@ -7,55 +7,102 @@
 #   RUNS=~/kdl-runs/v4 SNAP=~/kdl-runs/snap-v4 results/300w-cpu-v4/run.sh
 # Runs, in order (ONLY="a b" picks some):
 #   tough-r34-s1       Tough-Teacher, ResNet-34, bf16-mixed (the 300w-cpu teacher precision), 80 epochs from scratch
-#   lite-occ-s3        the shipped lite student (kd-student-300w-lite, two stages) + 40 epochs of KD with
+#   lite-occ-s3        the two-stage lite student (kd-student-300w-lite as of 7d75c62) + 40 epochs of KD with
 #                      occlusion augmentation (data.augment.occlusion=0.5), fresh one-cycle at 1e-3
 #   lite-noocc-s3      the same 40 epochs without occlusion: the control that says what occlusion buys
 #   prec-r18-fp32      a same-seed pair that says whether bf16 changes accuracy: Tough-Teacher, ResNet-18, 12 epochs
 #   prec-r18-bf16      from scratch, one in fp32, one in bf16-mixed (benchmarks/validation_pairs.py pairs them)
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 #   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
-#   full-occ-s2        the shipped full-width student (kd-student-300w, one 80-epoch stage) + 80 epochs of KD with
+#   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
 #                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
 #   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
-# A machine can be handed over without ~/kdl-runs: a finished run's fp16 weights that a later stage needs are
-# committed beside its results (tough-r34-s1/model-fp16.pt; the students' stages ship as the package's
-# models: ship.sh), and a lost run is simply run again.
+#   full-occ-s4        and the next: 80 more from full-occ-s3 (this machine's, else kd-student-300w as of d9dd485,
+#   full-occ-s5        which is full-occ-s3), then 80 more from full-occ-s4
+#   lite-l1-s2         the plain-L1 control of the shipped lite at exactly its stages: from the 160-epoch L1 lite
+#   lite-l1-s3         (results/300w-cpu-v2, the KD lite's stage-1 control; its fp16 is in git at e8cdedd), 120
+#                      epochs at lr 1e-3, then 40 with occlusion 0.5 at lr 1e-3, as kd-student-300w-lite's stages
+#   lite-occ-s3-r34t   KD from the stronger Tough-Teacher: lite-occ-s3 again (the same init, 40 epochs, occlusion)
+#                      with the ResNet-34 Tough-Teacher ($TOUGH_R34, default this machine's tough-r34-s2) in place
+#                      of the shipped ResNet-18 one; the Tolerant-Teacher unchanged
+#   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
+#   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
+#   px128-seed1        the seed-1 pair repeats it with another validation split and initialisation (the recipe
+#   px160-seed1        study's 160 px lead was one seed at equal samples, not equal time)
+# A machine can be handed over without ~/kdl-runs: a finished stage that a later one needs is in git (shipped as
+# a package model by ship.sh, or kept as fp16 until the next stage shipped: from_git below),
+# and a lost run is simply run again; a stage whose previous one is neither here nor in git says so and stops.
 set -euo pipefail
 RUNS=${RUNS:-$HOME/kdl-runs/v4}
 DATA=${DATA:-../shared/data/300w}
 STORE=${STORE:-$HOME/kdl-runs/stores/300w-train-128x1}
+STORE160=${STORE160:-$HOME/kdl-runs/stores/300w-train-160x1}
 CORE=${CORE:-1}
 ONLY=${ONLY:-tough-r34-s1 lite-occ-s3 lite-noocc-s3 prec-r18-fp32 prec-r18-bf16 tolerant-r34-s1 tough-r34-s2 full-occ-s2}
 [ -n "${SNAP:-}" ] && export PYTHONPATH="$SNAP"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 kdl() { taskset -c "$CORE" python3 -m kdlandmarks "$@"; }
-mkdir -p "$RUNS"
-[ -f "$STORE/meta.json" ] || kdl prepare --dataset 300w --root "$DATA" --split train --size 128 --copies 1 --out "$STORE"
-[ -f "$STORE/soft_landmarks.npy" ] || kdl asm --store "$STORE"
+# A stage's starting weights as a commit kept them: the package's names move on to later stages and a
+# finished stage's fp16 leaves the tree once the next one is shipped, so a rerun on a machine that lost
+# $RUNS takes them from git (extracted once into $RUNS).
+from_git() {  # COMMIT PATH -> prints the path of a copy of PATH as of COMMIT
+  local out="$RUNS/$(basename "$2" .pt)@$1.pt"
+  [ -f "$out" ] || { git show "$1:$2" > "$out.part" && mv "$out.part" "$out"; }
+  echo "$out"
+}
+shipped_at() { from_git "$1" "src/kdlandmarks/weights/$2.pt"; }  # COMMIT NAME: a package model as of COMMIT
 kd=(--loss kd --tough kd-teacher-300w-tough --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
 for run in $ONLY; do
   [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
+  store=$STORE
   case $run in
     tough-r34-s1|tolerant-r34-s1)
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
-    tough-r34-s2)  # from this machine's stage 1, else the fp16 copy kept in the repository
-      init="$RUNS/tough-r34-s1/model.pt"; [ -f "$init" ] || init=results/300w-cpu-v4/tough-r34-s1/model-fp16.pt
+    tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
+      init="$RUNS/tough-r34-s1/model.pt"
+      [ -f "$init" ] || init=$(from_git 0052ef7 results/300w-cpu-v4/tough-r34-s1/model-fp16.pt)
       args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=40
             --init "$init" --set teacher.lr=1e-3) ;;
     prec-r18-fp32|prec-r18-bf16)
       args=(train teacher --kind tough --set teacher.arch=resnet18 --set teacher.epochs=12
             --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
-    lite-occ-s3|lite-noocc-s3)
+    lite-occ-s3|lite-noocc-s3|lite-occ-s3-r34t)
       occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
-      args=(train student "${kd[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
-            --init kd-student-300w-lite --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
-    full-occ-s2|full-occ-s3)
-      init=kd-student-300w; [ "$run" = full-occ-s3 ] && init="$RUNS/full-occ-s2/model.pt"
+      teachers=("${kd[@]}")
+      [ "$run" = lite-occ-s3-r34t ] && teachers=(--loss kd --tough "${TOUGH_R34:-$RUNS/tough-r34-s2/model.pt}"
+                                                 --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
+      args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
+            --init "$(shipped_at 7d75c62 kd-student-300w-lite)" --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
+    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5)
+      case $run in
+        full-occ-s2) init=$(shipped_at 07cc65a kd-student-300w) ;;
+        full-occ-s3) init="$RUNS/full-occ-s2/model.pt" ;;
+        full-occ-s4) init="$RUNS/full-occ-s3/model.pt"; [ -f "$init" ] || init=$(shipped_at d9dd485 kd-student-300w) ;;
+        full-occ-s5) init="$RUNS/full-occ-s4/model.pt" ;;
+      esac
       args=(train student "${kd[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
+    lite-l1-s2)
+      init=$(from_git e8cdedd results/300w-cpu-v2/lite-l1-fp16.pt)  # the 160-epoch plain-L1 lite
+      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set student.epochs=120
+            --init "$init" --set student.lr=1e-3) ;;
+    lite-l1-s3)
+      init="$RUNS/lite-l1-s2/model.pt"
+      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set student.epochs=40
+            --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
+    px128-seed*|px160-seed*)
+      seed=${run##*-seed}
+      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set trainer.seed=$seed)
+      if [ "${run%%-*}" = px160 ]; then args+=(--set input_size=160 --set student.epochs=41); store=$STORE160
+      else args+=(--set student.epochs=64); fi ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
   esac
+  for i in "${!args[@]}"; do  # a previous stage that this machine lost and git does not hold: run it first
+    if [ "${args[$i]}" = --init ] && [[ "${args[$((i + 1))]}" == /* ]] && [ ! -f "${args[$((i + 1))]}" ]; then
+      echo "$run: its previous stage ${args[$((i + 1))]} is missing: run that stage first" >&2; exit 2
+    fi
+  done
   echo "$(date -u +%FT%TZ) $run: start"
-  kdl "${args[@]}" --config 300w-cpu --store "$STORE" --out "$RUNS/$run" --quiet >> "$RUNS/$run.log" 2>&1
+  kdl "${args[@]}" --config 300w-cpu --store "$store" --out "$RUNS/$run" --quiet >> "$RUNS/$run.log" 2>&1
   echo "$(date -u +%FT%TZ) $run: end"
 done

@@ -1,7 +1,11 @@
 #!/bin/bash
-# Ship a finished v4 student stage under a package name, from the repository root (issue "Accuracy, part 3"):
+# Ship a finished v4 stage under a package name, from the repository root (issue "Accuracy, part 3"):
 #   RUN=lite-occ-s3 NAME=kd-student-300w-lite results/300w-cpu-v4/ship.sh
-# 1. $RUNS/$RUN/model.pt -> fp16 $WEIGHTS/$NAME.pt (and $RUNS/$RUN/model-fp16.pt, what a later stage starts from)
+#   RUN=tough-r34-s2 NAME=kd-teacher-300w-tough results/300w-cpu-v4/ship.sh
+# 1. $RUNS/$RUN/model.pt -> fp16 $WEIGHTS/$NAME.pt (and $RUNS/$RUN/model-fp16.pt, what a later stage starts from),
+#    and the run's config, summary and training logs into results/300w-cpu-v4/$RUN/
+# A teacher ships as PyTorch weights only (source checkout): 2. its LFPW test scores, ground-truth crop, plain and
+# with flip test (eval-gt, eval-fliptest; bf16 autocast where evaluate uses it). A student also ships as ONNX:
 # 2. its fp32 ONNX export and runtime description ($NAME.onnx, $NAME.json)
 # 3. its int8 ONNX ($NAME.int8.onnx): the setting results/int8/quantize.py chose on validation for the shipped
 #    students (QDQ, per-channel int8 weights with reduce_range, u8 activations, fp32 head), calibrated on 256
@@ -12,17 +16,17 @@
 set -euo pipefail
 RUN=${RUN:?set RUN, e.g. lite-occ-s3}
 NAME=${NAME:?set NAME, e.g. kd-student-300w-lite}
-RUNS=${RUNS:-$HOME/kdl-runs/v4}
-DATA=${DATA:-../shared/data/300w}
+source results/300w-cpu-v4/lib.sh
 HERE=results/300w-cpu-v4/$RUN
 WEIGHTS=src/kdlandmarks/weights
-python3 - "$RUNS/$RUN/model.pt" "$RUNS/$RUN/model-fp16.pt" <<'PY'
-import sys
-from kdlandmarks.models.backbones import load_model, save_model
-model, info = load_model(sys.argv[1])
-save_model(sys.argv[2], model, info, half=True)
-PY
+fp16_copy "$RUN"
 cp "$RUNS/$RUN/model-fp16.pt" "$WEIGHTS/$NAME.pt.part" && mv "$WEIGHTS/$NAME.pt.part" "$WEIGHTS/$NAME.pt"
+keep_record "$RUN"
+if [ "$(run_role "$RUN")" = teacher ]; then
+  lfpw_eval "$NAME" "$HERE/eval-gt" --backend torch
+  lfpw_eval "$NAME" "$HERE/eval-fliptest" --backend torch --flip-test
+  exit 0
+fi
 kdlandmarks export --model "$WEIGHTS/$NAME.pt" --format onnx --out "$WEIGHTS/$NAME.onnx"
 python3 - "$WEIGHTS/$NAME.onnx" "$WEIGHTS/$NAME.int8.onnx" > "$HERE/int8-validation.json" <<'PY'
 import json, sys
@@ -47,8 +51,6 @@ PY
 cat "$HERE/int8-validation.json"
 for export in fp32 int8; do
   for protocol in gt detector; do
-    kdlandmarks evaluate --model "$NAME:$export" --dataset 300w --root "$DATA" --split lfpw/testset \
-        --protocol $protocol --out "$HERE/eval-$protocol-$export"
-    rm -rf "$HERE/eval-$protocol-$export/pts"
+    lfpw_eval "$NAME:$export" "$HERE/eval-$protocol-$export" --protocol $protocol
   done
 done

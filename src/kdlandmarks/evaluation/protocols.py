@@ -142,6 +142,7 @@ def _protocol(opts: EvaluationOptions, runner: Any, calibration: BoxCalibration 
         "frame": "original image (NME is scale-invariant: equals the crop-frame value)",
         "model": os.path.abspath(runner.model_path),
         "backend": runner.backend,
+        "autocast": runner.autocast,
         "arch": info.arch,
         "input_size": info.input_size,
         "space": info.space,

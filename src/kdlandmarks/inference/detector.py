@@ -160,6 +160,12 @@ class LandmarkDetector:
             _ = self.flip_scheme  # fail now (one line), not at the first face
 
     @property
+    def autocast(self) -> str | None:
+        """"bf16" when the network runs under bf16 autocast (a teacher on the torch backend, where it pays),
+        None when it runs at its stored precision."""
+        return getattr(self._run, "autocast", None)
+
+    @property
     def flip_scheme(self) -> Any:
         """The LandmarkScheme flip test uses (the model's); FlipTestError when it has no flip pairs."""
         if self._flip_scheme is None:

@@ -261,17 +261,19 @@ def torch_device(device: str) -> Any:
     return dev
 
 
-def torch_runner(model: Any, device: str) -> tuple[Runner, str]:
-    """(run, device name) for an in-memory torch network: numpy batch in, numpy (B, 2N) float32 out."""
+def torch_runner(model: Any, device: str, bf16: bool = False) -> tuple[Runner, str]:
+    """(run, device name) for an in-memory torch network: numpy batch in, numpy (B, 2N) float32 out. `bf16`:
+    under bf16 autocast (the run function's `autocast` attribute says "bf16"; None when it runs as stored)."""
     import torch
 
     dev = torch_device(device)
     model = model.to(dev).eval()
 
     def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             return model(torch.from_numpy(batch).to(dev)).float().cpu().numpy()
 
+    run.autocast = "bf16" if bf16 else None  # type: ignore[attr-defined]
     return run, str(dev)
 
 
@@ -309,8 +311,11 @@ def load_runner(model: str | Path, backend: str | None = None, device: str = "cp
         return regressor, regressor.info, path, backend, device
     # shipped models and exported .onnx files run without it
     require_train(f"running {path.name} with torch", ("torch", "timm"))
-    from kdlandmarks.models.backbones import load_model
+    from kdlandmarks.models.backbones import bf16_pays, load_model
 
     net, info = load_model(path)
-    run, dev = torch_runner(net, device)
+    # a teacher (ResNet) runs under bf16 autocast where that is faster: 1.9x here, NME within 0.005 on average
+    # (docs/benchmarks.md, bf16 section); the students are depthwise networks, which bf16 does not speed up
+    teacher = info.metadata.get("role") == "teacher"
+    run, dev = torch_runner(net, device, bf16=teacher and bf16_pays(info.arch, torch_device(device)))
     return run, info, path, backend, dev

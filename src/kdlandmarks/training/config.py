@@ -70,7 +70,7 @@ class RoleConfig:
     kd: dict[str, Any] = field(default_factory=dict)  # KDLoss options
     teacher_cache: TeacherCache = TeacherCache.FIXED  # true | warp | false (TeacherCache)
     teacher_flip_test: bool = False  # KD: each teacher output is the flip-test average of plain and mirrored view
-    # None: trainer.precision. Per role because the gain differs by backbone: on a CPU with AMX-BF16,
+    # None: trainer.precision. Per role because the gain differs by backbone: on a CPU with AMX- or AVX512-BF16,
     # bf16-mixed trains ResNets 2.1-2.4x faster, depthwise MobileNets and EfficientNets not at all.
     precision: str | None = None
     select: str = "last"  # last | best-val (validation split carved from train)

@@ -255,7 +255,7 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, teac
 
 def _hardware(recipe: Recipe, cfg: RoleConfig) -> tuple[str, str]:
     """(accelerator, precision): "auto" without CUDA becomes the CPU. The role's precision overrides the
-    trainer's; on the CPU only bf16-mixed is kept (AMX-BF16 makes it pay for ResNets), fp16 becomes fp32."""
+    trainer's; on the CPU only bf16-mixed is kept (AMX- or AVX512-BF16 make it pay for ResNets), fp16 becomes fp32."""
     precision = str(cfg.precision or recipe.trainer.precision)
     accelerator = recipe.trainer.accelerator
     if accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available():
