@@ -14,6 +14,8 @@
 #   prec-r18-bf16      from scratch, one in fp32, one in bf16-mixed (benchmarks/validation_pairs.py pairs them)
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 #   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
+#   tough-r34-s3       and the next: 40 more from tough-r34-s2 (kd-teacher-300w-tough as of 6279b3c), the same settings
+#   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1, fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
 #                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
 #   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
@@ -58,6 +60,11 @@ for run in $ONLY; do
   case $run in
     tough-r34-s1|tolerant-r34-s1)
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
+    tough-r34-s3|tolerant-r34-s2)
+      kind=${run%%-*}; prev=$kind-r34-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
+      [ -f "$init" ] || [ "$run" != tough-r34-s3 ] || init=$(shipped_at 6279b3c kd-teacher-300w-tough)
+      args=(train teacher --kind "$kind" --set teacher.arch=resnet34 --set teacher.epochs=40
+            --init "$init" --set teacher.lr=1e-3) ;;
     tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
       init="$RUNS/tough-r34-s1/model.pt"
       [ -f "$init" ] || init=$(from_git 0052ef7 results/300w-cpu-v4/tough-r34-s1/model-fp16.pt)
