@@ -5,6 +5,11 @@ stage folders NAME-sK (run.sh), whose stages it chains (stage k starts where sta
 one-stage folders student-RUN (students.sh); and it draws the new recipe's plain-L1 MobileNetV2-0.5
 (results/300w-cpu-v2/, the campaign's L1 lite row) beside them:
     python3 benchmarks/campaign_curves.py   # -> results/300w-cpu-v3/curves.png
+--part3 draws the models as they stand after the part-3 campaign (results/300w-cpu-v4/), each model's stages
+chained across the campaigns that trained them (PART3_MODELS):
+    python3 benchmarks/campaign_curves.py --part3   # -> results/300w-cpu-v4/curves.png
+CPU-hours are each machine's own: the part-2 stages ran on a machine about three times slower than part 3's, so
+the samples axis is the one to compare across campaigns.
 """
 from __future__ import annotations
 
@@ -20,6 +25,33 @@ from kdlandmarks.training.run import earlier_training_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipe_study"))
 from table import read_curve  # noqa: E402  (the recipe study's reader of a run's CSV logs)
+
+
+# part 3: model -> its stage folders in training order, across campaigns (a stage not kept yet is left out)
+PART3_MODELS: dict[str, list[str]] = {
+    "Tough-Teacher ResNet-18 (part 2)": ["300w-cpu-v3/tough-r18-s1", "300w-cpu-v3/tough-r18-s2", "300w-cpu-v3/tough-r18-s3"],
+    "Tough-Teacher ResNet-34, bf16": ["300w-cpu-v4/tough-r34-s1", "300w-cpu-v4/tough-r34-s2", "300w-cpu-v4/tough-r34-s3"],
+    "Tolerant-Teacher ResNet-18 (part 2)": ["300w-cpu-v3/tolerant-r18-s1", "300w-cpu-v3/tolerant-r18-s2"],
+    "Tolerant-Teacher ResNet-34, bf16": ["300w-cpu-v4/tolerant-r34-s1", "300w-cpu-v4/tolerant-r34-s2"],
+    "KD lite (MobileNetV2-0.5)": ["300w-cpu-v3/student-kd-lite", "300w-cpu-v3/student-kd-lite-s2", "300w-cpu-v4/lite-occ-s3"],
+    "plain-L1 lite, the same stages": ["300w-cpu-v2", "300w-cpu-v4/lite-l1-s2", "300w-cpu-v4/lite-l1-s3"],
+    "KD full (MobileNetV2-1.0)": ["300w-cpu-v3/student-kd-full", "300w-cpu-v4/full-occ-s2", "300w-cpu-v4/full-occ-s3",
+                                  "300w-cpu-v4/full-occ-s4", "300w-cpu-v4/full-occ-s5"],
+}
+
+
+def part3_models(results: Path) -> dict[str, list[Path]]:
+    """PART3_MODELS' folders under `results`, each model up to its last kept stage."""
+    models = {}
+    for name, folders in PART3_MODELS.items():
+        kept = []
+        for folder in folders:
+            if not (results / folder / "summary.json").is_file():
+                break
+            kept.append(results / folder)
+        if kept:
+            models[name] = kept
+    return models
 
 
 def run_batch(run: Path) -> int:
@@ -65,15 +97,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaign", type=Path, default=Path("results/300w-cpu-v3"))
     parser.add_argument("--reference", type=Path, default=Path("results/300w-cpu-v2"))
-    parser.add_argument("--out", type=Path, default=Path("results/300w-cpu-v3/curves.png"))
+    parser.add_argument("--out", type=Path, default=None, help="default: the campaign's curves.png")
+    parser.add_argument("--part3", action="store_true", help="the models after the part-3 campaign (PART3_MODELS)")
     args = parser.parse_args()
+    campaign = Path("results/300w-cpu-v4") if args.part3 else args.campaign
+    out = args.out or campaign / "curves.png"
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = {name: chained(stages) for name, stages in stage_runs(args.campaign).items()}
-    if (args.reference / "summary.json").is_file():
+    if args.part3:
+        lines = {name: chained(stages) for name, stages in part3_models(Path("results")).items()}
+    else:
+        lines = {name: chained(stages) for name, stages in stage_runs(campaign).items()}
+    if not args.part3 and (args.reference / "summary.json").is_file():
         lines["MobileNetV2-0.5 L1 (300w-cpu-v2, reference)"] = chained([args.reference])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, points in lines.items():
@@ -84,13 +122,14 @@ def main() -> None:
     for ax, xlabel in zip(axes, ("training samples (thousands)", "CPU-hours (one core)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation NME (%)")
-        ax.set_ylim(3, 12)
+        ax.set_ylim(3, 8 if args.part3 else 12)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("300-W teachers and students, staged on the 2-core CPU (validation faces carved from train)")
+    fig.suptitle("300-W teachers and students, staged on the 2-core CPU (validation faces carved from train)"
+                 + (" after part 3" if args.part3 else ""))
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
     for name, points in lines.items():
         if points:
             print(f"{name}: {points[-1][0]} samples, {points[-1][1]:.2f} CPU-h, last val NME {points[-1][2]:.2f}")
