@@ -16,15 +16,15 @@ SHIPPED: dict[str, str] = {
     "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px",
     "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px",
     "kd-teacher-300w-tough": "Tough-Teacher (hard landmarks), ResNet-34, 68 points, 128 px",
-    "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-18, 68 points, 128 px",
+    "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-34, 68 points, 128 px",
 }
 DEFAULT_MODEL = "kd-student-300w-lite"
 # The teachers ship so that users can distil students of their own (`train student --tough NAME`); they are
-# PyTorch-only: an ONNX copy would double their size (22 MB each) for models that are meant to teach, not to deploy.
+# PyTorch-only: an ONNX copy would double their size (43 MB each) for models that are meant to teach, not to deploy.
 TORCH_ONLY: frozenset[str] = frozenset({"kd-teacher-300w-tough", "kd-teacher-300w-tolerant"})
 # PyTorch weights (<name>.pt) come with the source checkout (an editable install of it: the train extra installs
 # from a clone), not the wheel (pyproject.toml's exclude-package-data): prediction runs the ONNX exports, and the
-# .pt files would be most of the wheel (45 MB the teachers, 6 MB the students). So the teachers, which have
+# .pt files would be most of the wheel (86 MB the teachers, 6 MB the students). So the teachers, which have
 # nothing else, are the models a wheel lacks.
 CHECKOUT_ONLY: frozenset[str] = TORCH_ONLY
 
