@@ -20,7 +20,8 @@
 #                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
 #   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
 #   full-occ-s4        and the next: 80 more from full-occ-s3 (this machine's, else kd-student-300w as of d9dd485,
-#   full-occ-s5        which is full-occ-s3), then 80 more from full-occ-s4
+#   full-occ-s5        which is full-occ-s3), then 80 more from full-occ-s4 (shipped as kd-student-300w at 0447f55)
+#   full-occ-s6        and 80 more from full-occ-s5
 #   lite-l1-s2         the plain-L1 control of the shipped lite at exactly its stages: from the 160-epoch L1 lite
 #   lite-l1-s3         (results/300w-cpu-v2, the KD lite's stage-1 control; its fp16 is in git at e8cdedd), 120
 #                      epochs at lr 1e-3, then 40 with occlusion 0.5 at lr 1e-3, as kd-student-300w-lite's stages
@@ -80,12 +81,13 @@ for run in $ONLY; do
                                                  --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
             --init "$(shipped_at 7d75c62 kd-student-300w-lite)" --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
-    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5)
+    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6)
       case $run in
         full-occ-s2) init=$(shipped_at 07cc65a kd-student-300w) ;;
         full-occ-s3) init="$RUNS/full-occ-s2/model.pt" ;;
         full-occ-s4) init="$RUNS/full-occ-s3/model.pt"; [ -f "$init" ] || init=$(shipped_at d9dd485 kd-student-300w) ;;
         full-occ-s5) init="$RUNS/full-occ-s4/model.pt" ;;
+        full-occ-s6) init="$RUNS/full-occ-s5/model.pt"; [ -f "$init" ] || init=$(shipped_at 0447f55 kd-student-300w) ;;
       esac
       args=(train student "${kd[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
