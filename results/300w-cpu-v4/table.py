@@ -23,7 +23,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
     "lite-noocc-s3": ("lite student", "the same 40 KD epochs without occlusion (control)"),
-    "lite-occ-s3-r34t": ("lite student", "lite-occ-s3 taught by the ResNet-34 Tough-Teacher"),
+    "lite-occ-s3-r34t": ("lite student", "lite-occ-s3 again, taught by the ResNet-34 Tough-Teacher"),
     "lite-l1-s2": ("lite, plain L1", "L1 control: 120 epochs from the 160-epoch L1 lite (lr 1e-3)"),
     "lite-l1-s3": ("lite, plain L1", "L1 control: 40 more epochs with occlusion"),
     "full-occ-s2": ("full student", "KD, 80 epochs with occlusion from the 1-stage full student"),
