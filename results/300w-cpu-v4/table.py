@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 RUNS: dict[str, tuple[str, str]] = {
     "tough-r34-s1": ("Tough-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch"),
     "tough-r34-s2": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s1 (lr 1e-3)"),
+    "tough-r34-s3": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s2 (not shipped)"),
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
     "lite-noocc-s3": ("lite student", "the same 40 KD epochs without occlusion (control)"),
