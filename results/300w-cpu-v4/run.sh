@@ -15,7 +15,8 @@
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 #   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
 #   tough-r34-s3       and the next: 40 more from tough-r34-s2 (kd-teacher-300w-tough as of 6279b3c), the same settings
-#   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1, fresh one-cycle at 1e-3
+#   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1 (kd-teacher-300w-tolerant as
+#                      of 45b49f9), fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
 #                      occlusion augmentation 0.5 (the lite pair chose it on validation), fresh one-cycle at 1e-3
 #   full-occ-s3        its next stage: 80 more epochs from full-occ-s2's weights, the same settings
@@ -63,7 +64,12 @@ for run in $ONLY; do
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=80) ;;
     tough-r34-s3|tolerant-r34-s2)
       kind=${run%%-*}; prev=$kind-r34-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
-      [ -f "$init" ] || [ "$run" != tough-r34-s3 ] || init=$(shipped_at 6279b3c kd-teacher-300w-tough)
+      if [ ! -f "$init" ]; then  # the previous stage as shipped
+        case $run in
+          tough-r34-s3) init=$(shipped_at 6279b3c kd-teacher-300w-tough) ;;
+          tolerant-r34-s2) init=$(shipped_at 45b49f9 kd-teacher-300w-tolerant) ;;
+        esac
+      fi
       args=(train teacher --kind "$kind" --set teacher.arch=resnet34 --set teacher.epochs=40
             --init "$init" --set teacher.lr=1e-3) ;;
     tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
