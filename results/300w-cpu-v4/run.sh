@@ -27,7 +27,8 @@
 #   lite-l1-s3         (results/300w-cpu-v2, the KD lite's stage-1 control; its fp16 is in git at e8cdedd), 120
 #                      epochs at lr 1e-3, then 40 with occlusion 0.5 at lr 1e-3, as kd-student-300w-lite's stages
 #   lite-occ-s3-r34t   KD from the stronger Tough-Teacher: lite-occ-s3 again (the same init, 40 epochs, occlusion)
-#                      with the ResNet-34 Tough-Teacher ($TOUGH_R34, default this machine's tough-r34-s2) in place
+#                      with the ResNet-34 Tough-Teacher ($TOUGH_R34, default this machine's tough-r34-s2, else the
+#                      shipped one as of 6279b3c) in place
 #                      of the shipped ResNet-18 one; the Tolerant-Teacher unchanged
 #   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
 #   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
@@ -55,7 +56,12 @@ from_git() {  # COMMIT PATH -> prints the path of a copy of PATH as of COMMIT
   echo "$out"
 }
 shipped_at() { from_git "$1" "src/kdlandmarks/weights/$2.pt"; }  # COMMIT NAME: a package model as of COMMIT
-kd=(--loss kd --tough kd-teacher-300w-tough --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
+# Every student stage here learns from the ResNet-18 teachers that were the package's until d9dd485 (the names now
+# hold the ResNet-34s), so a rerun from a later checkout teaches the same; lite-occ-s3-r34t swaps the Tough one.
+kd_teachers() {  # [TOUGH] -> sets teachers=(the KD options), TOUGH default the ResNet-18 Tough-Teacher
+  teachers=(--loss kd --tough "${1:-$(shipped_at d9dd485 kd-teacher-300w-tough)}"
+            --tolerant "$(shipped_at d9dd485 kd-teacher-300w-tolerant)" --set student.teacher_cache=warp)
+}
 for run in $ONLY; do
   [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
   store=$STORE
@@ -82,9 +88,11 @@ for run in $ONLY; do
             --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
     lite-occ-s3|lite-noocc-s3|lite-occ-s3-r34t)
       occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
-      teachers=("${kd[@]}")
-      [ "$run" = lite-occ-s3-r34t ] && teachers=(--loss kd --tough "${TOUGH_R34:-$RUNS/tough-r34-s2/model.pt}"
-                                                 --tolerant kd-teacher-300w-tolerant --set student.teacher_cache=warp)
+      tough=; if [ "$run" = lite-occ-s3-r34t ]; then
+        tough=${TOUGH_R34:-$RUNS/tough-r34-s2/model.pt}
+        [ -f "$tough" ] || tough=$(shipped_at 6279b3c kd-teacher-300w-tough)
+      fi
+      kd_teachers $tough
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
             --init "$(shipped_at 7d75c62 kd-student-300w-lite)" --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
     full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6)
@@ -95,7 +103,8 @@ for run in $ONLY; do
         full-occ-s5) init="$RUNS/full-occ-s4/model.pt" ;;
         full-occ-s6) init="$RUNS/full-occ-s5/model.pt"; [ -f "$init" ] || init=$(shipped_at 0447f55 kd-student-300w) ;;
       esac
-      args=(train student "${kd[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
+      kd_teachers
+      args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     lite-l1-s2)
       init=$(from_git e8cdedd results/300w-cpu-v2/lite-l1-fp16.pt)  # the 160-epoch plain-L1 lite
