@@ -31,10 +31,16 @@ def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path, flags, fast):
     assert backbones._cpu_has_fast_bf16(str(tmp_path / "missing")) is False
 
 
-def test_role_precision_overrides_the_trainer_and_cpu_keeps_only_bf16():
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_role_precision_overrides_the_trainer_and_cpu_keeps_bf16_only_where_it_pays(monkeypatch, bf16_cpu):
+    """Without bf16 instructions the CPU emulates bf16 (a ResNet-34 step 18x slower than fp32), so the recipe's
+    bf16-mixed teachers fall back to fp32 there."""
+    monkeypatch.setattr(backbones, "_cpu_has_fast_bf16", lambda: bf16_cpu)
     recipe = load_recipe("300w-cpu")
-    assert _hardware(recipe, recipe.teacher) == ("cpu", "bf16-mixed")  # the recipe's teachers
+    assert _hardware(recipe, recipe.teacher) == ("cpu", "bf16-mixed" if bf16_cpu else "32-true")  # ResNet teachers
     assert _hardware(recipe, recipe.student) == ("cpu", "32-true")  # depthwise students stay in fp32
+    forced = load_recipe("300w-cpu", ["student.precision=bf16-mixed"])
+    assert _hardware(forced, forced.student) == ("cpu", "32-true")  # bf16 never pays for depthwise networks
     fp16 = load_recipe("300w-cpu", ["teacher.precision=16-mixed"])
     assert _hardware(fp16, fp16.teacher) == ("cpu", "32-true")  # no fast fp16 kernels on a CPU
     with pytest.raises(ConfigError, match="teacher.precision"):

@@ -62,6 +62,16 @@ kd_teachers() {  # [TOUGH] -> sets teachers=(the KD options), TOUGH default the 
   teachers=(--loss kd --tough "${1:-$(shipped_at d9dd485 kd-teacher-300w-tough)}"
             --tolerant "$(shipped_at d9dd485 kd-teacher-300w-tolerant)" --set student.teacher_cache=warp)
 }
+# The stores every run reads (a fresh machine has none): one plain 128 px crop per face, the ASM soft-landmarks
+# beside it; the 160 px one only for the px160 runs.
+prepare_store() {  # STORE SIZE
+  [ -f "$1/meta.json" ] || taskset -c "$CORE" python3 -m kdlandmarks prepare --dataset 300w --root "$DATA" --split train \
+      --size "$2" --copies 1 --out "$1" --quiet
+  [ -f "$1/soft_landmarks.npy" ] || taskset -c "$CORE" python3 -m kdlandmarks asm --store "$1" > /dev/null
+}
+mkdir -p "$RUNS"
+prepare_store "$STORE" 128
+[[ " $ONLY " == *" px160-"* ]] && prepare_store "$STORE160" 160
 for run in $ONLY; do
   [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
   store=$STORE
