@@ -30,6 +30,11 @@
 #                      with the ResNet-34 Tough-Teacher ($TOUGH_R34, default this machine's tough-r34-s2, else the
 #                      shipped one as of 6279b3c) in place
 #                      of the shipped ResNet-18 one; the Tolerant-Teacher unchanged
+#   full-l1-s1 .. s5   the plain-L1 control of the shipped full-width student (kd-student-300w = full-occ-s5) at
+#                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
+#                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
+#                      occlusion 0.5, each from the previous; a stage's init is this machine's previous stage, else
+#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt)
 #   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
 #   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
 #   px128-seed1        the seed-1 pair repeats it with another validation split and initialisation (the recipe
@@ -123,6 +128,13 @@ for run in $ONLY; do
     lite-l1-s3)
       init="$RUNS/lite-l1-s2/model.pt"
       args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set student.epochs=40
+            --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
+    full-l1-s1)
+      args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80) ;;
+    full-l1-s2|full-l1-s3|full-l1-s4|full-l1-s5)
+      prev=full-l1-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
+      [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/$prev/model-fp16.pt"
+      args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     px128-seed*|px160-seed*)
       seed=${run##*-seed}
