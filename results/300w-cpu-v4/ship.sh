@@ -17,6 +17,7 @@ set -euo pipefail
 RUN=${RUN:?set RUN, e.g. lite-occ-s3}
 NAME=${NAME:?set NAME, e.g. kd-student-300w-lite}
 source results/300w-cpu-v4/lib.sh
+[ -f "$RUNS/$RUN/model.pt" ] || { echo "$RUN: not finished (no $RUNS/$RUN/model.pt)" >&2; exit 2; }
 HERE=results/300w-cpu-v4/$RUN
 WEIGHTS=src/kdlandmarks/weights
 fp16_copy "$RUN"
