@@ -1,5 +1,7 @@
 """Precision per role: bf16 autocast where it pays (CPUs with AMX- or AVX512-BF16, ordinary convolutions), fp32
 elsewhere."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,17 @@ def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path, flags, fast):
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: some CPU\nflags\t\t: {flags}\n\n")
     assert backbones._cpu_has_fast_bf16(str(cpuinfo)) is fast
     assert backbones._cpu_has_fast_bf16(str(tmp_path / "missing")) is False
+
+
+def test_cpu_description_names_the_model_cores_and_bf16_instructions(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu avx512_bf16 amx_bf16\n\n")
+    cores = len(os.sched_getaffinity(0))
+    assert backbones.cpu_description(str(cpuinfo)) == \
+        f"Some CPU 9000, {cores} core{'s' * (cores != 1)}, bf16: amx_bf16, avx512_bf16"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu avx2\n\n")
+    assert backbones.cpu_description(str(cpuinfo)).endswith("bf16: none")
+    assert backbones.cpu_description(str(tmp_path / "missing")).startswith("unknown CPU, ")
 
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])

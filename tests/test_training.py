@@ -19,7 +19,7 @@ import yaml
 from kdlandmarks.cli import main
 from kdlandmarks.data.datasets import sample_root
 from kdlandmarks.errors import ConfigError
-from kdlandmarks.models.backbones import ModelInfo, create_model, load_model, save_model
+from kdlandmarks.models.backbones import ModelInfo, cpu_description, create_model, load_model, save_model
 from kdlandmarks.data.store import FaceStore
 from kdlandmarks.training.config import TeacherCache, load_recipe, shipped_recipes
 from kdlandmarks.training.data import split_faces
@@ -236,6 +236,7 @@ def test_resume_continues_steps(env, l2_run, capsys):
     first = json.loads((l2_run / "summary.json").read_text())
     assert 0 < summary["seconds_before_resume"] <= first["seconds"]
     assert summary["seconds"] > summary["seconds_before_resume"]
+    assert summary["hardware"] == cpu_description()  # the machine the seconds were spent on
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
     # the schedule continued too

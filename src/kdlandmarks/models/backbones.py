@@ -13,6 +13,7 @@ and plain values only, never code; a file that holds anything else is refused (M
 from __future__ import annotations
 
 import functools
+import os
 
 import pickle
 import re
@@ -57,14 +58,29 @@ def bf16_pays(arch: str, device: str | torch.device = "cpu") -> bool:
 
 @functools.lru_cache(maxsize=2)
 def _cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    return bool(set(_cpuinfo_field(cpuinfo, "flags").split()) & set(_FAST_BF16_FLAGS))
+
+
+def _cpuinfo_field(cpuinfo: str, name: str) -> str:
+    """The first `name` line's value in /proc/cpuinfo; "" where there is none (not Linux: no cheap way to tell)."""
     try:
         with open(cpuinfo) as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    return bool(set(line.split()) & set(_FAST_BF16_FLAGS))
-    except OSError:  # not Linux: no way to tell cheaply, stay in fp32
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
         pass
-    return False
+    return ""
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU a run used, for the records that compare times across machines: its model name, the cores this
+    process may use, and its bf16 instructions ("AMD EPYC, 2 cores, bf16: avx512_bf16"; "none": bf16 emulated)."""
+    flags = set(_cpuinfo_field(cpuinfo, "flags").split())
+    bf16 = ", ".join(f for f in _FAST_BF16_FLAGS if f in flags) or "none"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{_cpuinfo_field(cpuinfo, 'model name') or 'unknown CPU'}, {cores} core{'s' * (cores != 1)}, bf16: {bf16}"
 
 
 def teacher_autocast(arch: str, device: str | torch.device):

@@ -30,7 +30,8 @@ from kdlandmarks.errors import ConfigError, DataError, ModelError
 from kdlandmarks.fileio import atomic_write_json, atomic_write_text
 from kdlandmarks.models.losses import TEACHERS
 from kdlandmarks.models.backbones import (ARCH_CONFIGS, CHECKPOINT_INFO_KEY, CHECKPOINT_MODEL_PREFIX, ModelInfo,
-                                         bf16_pays, load_model, read_torch_file, save_model)
+                                         bf16_pays, cpu_description, load_model, read_torch_file,
+                                         save_model)
 from kdlandmarks.data.store import FaceStore
 from kdlandmarks.training.config import Recipe, RoleConfig, TeacherCache, recipe_values
 
@@ -540,6 +541,8 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
         "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
+        # which machine the seconds were spent on: campaigns resume across machines of different speeds
+        "hardware": torch.cuda.get_device_name() if accelerator != "cpu" else cpu_description(),
         "teacher_cache": plan.cfg.teacher_cache.value if plan.use_cache else False,
     }
     if trainer.is_global_zero:
