@@ -36,7 +36,9 @@ PART3_MODELS: dict[str, list[str]] = {
     "KD lite (MobileNetV2-0.5)": ["300w-cpu-v3/student-kd-lite", "300w-cpu-v3/student-kd-lite-s2", "300w-cpu-v4/lite-occ-s3"],
     "plain-L1 lite, the same stages": ["300w-cpu-v2", "300w-cpu-v4/lite-l1-s2", "300w-cpu-v4/lite-l1-s3"],
     "KD full (MobileNetV2-1.0)": ["300w-cpu-v3/student-kd-full", "300w-cpu-v4/full-occ-s2", "300w-cpu-v4/full-occ-s3",
-                                  "300w-cpu-v4/full-occ-s4", "300w-cpu-v4/full-occ-s5"],
+                                  "300w-cpu-v4/full-occ-s4", "300w-cpu-v4/full-occ-s5", "300w-cpu-v4/full-occ-s6"],
+    "plain-L1 full, the same stages": ["300w-cpu-v4/full-l1-s1", "300w-cpu-v4/full-l1-s2", "300w-cpu-v4/full-l1-s3",
+                                       "300w-cpu-v4/full-l1-s4", "300w-cpu-v4/full-l1-s5"],
 }
 
 

@@ -22,6 +22,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "tough-r34-s2": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s1 (lr 1e-3)"),
     "tough-r34-s3": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s2 (not shipped)"),
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
+    "tolerant-r34-s2": ("Tolerant-Teacher", "ResNet-34, 40 more epochs from tolerant-r34-s1 (lr 1e-3)"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
     "lite-noocc-s3": ("lite student", "the same 40 KD epochs without occlusion (control)"),
     "lite-occ-s3-r34t": ("lite student", "lite-occ-s3 again, taught by the ResNet-34 Tough-Teacher"),
@@ -31,6 +32,12 @@ RUNS: dict[str, tuple[str, str]] = {
     "full-occ-s3": ("full student", "KD, 80 more epochs with occlusion"),
     "full-occ-s4": ("full student", "KD, 80 more epochs with occlusion"),
     "full-occ-s5": ("full student", "KD, 80 more epochs with occlusion"),
+    "full-occ-s6": ("full student", "KD, 80 more epochs with occlusion"),
+    "full-l1-s1": ("full, plain L1", "L1 control: 80 epochs from scratch (lr 2e-3), as the full's stage 1"),
+    "full-l1-s2": ("full, plain L1", "L1 control: 80 more epochs with occlusion (lr 1e-3)"),
+    "full-l1-s3": ("full, plain L1", "L1 control: 80 more epochs with occlusion"),
+    "full-l1-s4": ("full, plain L1", "L1 control: 80 more epochs with occlusion"),
+    "full-l1-s5": ("full, plain L1", "L1 control: 80 more epochs with occlusion"),
     "px128-seed0": ("input size", "L1 lite from scratch, 128 px, 64 epochs, seed 0"),
     "px160-seed0": ("input size", "L1 lite from scratch, 160 px, 41 epochs (equal time), seed 0"),
     "px128-seed1": ("input size", "the same at 128 px, seed 1"),
@@ -39,6 +46,19 @@ RUNS: dict[str, tuple[str, str]] = {
     "prec-r18-bf16": ("precision", "the same in bf16-mixed"),
     "prec-r18-fp32-rerun": ("precision", "the fp32 run again (determinism)"),
     "prec-r18-bf16-equal-time": ("precision", "bf16-mixed given fp32's time: 19 epochs"),
+}
+# summaries record their hardware since 66775ea; the runs before it all had bf16 instructions (AMX-BF16 on the
+# first machine, then an AMD EPYC with AVX512-BF16), which made their ResNet teachers 1.5-2.4x faster in bf16
+EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
+# runs of the session of 2026-12-07 13:00 that started from code older than 66775ea, so their summaries do not say
+THIS_SESSION = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
+HARDWARE: dict[str, str] = {"full-occ-s6": THIS_SESSION, "tolerant-r34-s2": THIS_SESSION, "full-l1-s1": THIS_SESSION,
+                            "full-l1-s2": THIS_SESSION, "full-l1-s3": THIS_SESSION}
+# runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
+# wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
+LOST_PARTIAL_RUNS: dict[str, tuple[float, str]] = {
+    "full-occ-s6": (0.60, "12:26 to about 13:02 on 2026-12-07; epoch 40 of 80 at 12:47"),
+    "tolerant-r34-s2": (0.65, "12:23 to about 13:02 on 2026-12-07; epoch 22 of 40 at 12:47"),
 }
 # runs whose first weights were lost with their machine: the commit that kept the first run's summary
 LOST_FIRST_RUNS: dict[str, str] = {"tough-r34-s1": "f66e582", "lite-occ-s3": "005e34d"}
@@ -69,7 +89,12 @@ def rows() -> tuple[list[str], float]:
             first = lost_summary(run, LOST_FIRST_RUNS[run])
             total += run_hours(first)
             lines.append(f"| {run} (first run, weights lost) | {model} | {what} | {first['epochs_completed']} | "
-                         f"{run_hours(first):.2f} | {first['last_val_nme']:.3f} | — |")
+                         f"{run_hours(first):.2f} | {first['last_val_nme']:.3f} | — | {EARLY_HARDWARE} |")
+        if run in LOST_PARTIAL_RUNS:
+            hours, when = LOST_PARTIAL_RUNS[run]
+            total += hours
+            lines.append(f"| {run} (cut off, lost: {when}) | {model} | {what} | — | {hours:.2f} | — | — | "
+                         f"{EARLY_HARDWARE} |")
         summary_file = HERE / run / "summary.json"
         if not summary_file.is_file():
             continue
@@ -77,19 +102,21 @@ def rows() -> tuple[list[str], float]:
         total += run_hours(summary)
         test = lfpw_nme(HERE / run)
         lines.append(f"| {run} | {model} | {what} | {summary['epochs_completed']} | {run_hours(summary):.2f} | "
-                     f"{summary['last_val_nme']:.3f} | {'—' if test is None else f'{test:.2f}'} |")
+                     f"{summary['last_val_nme']:.3f} | {'—' if test is None else f'{test:.2f}'} | "
+                     f"{summary.get('hardware', HARDWARE.get(run, EARLY_HARDWARE))} |")
     return lines, total
 
 
 def main() -> None:
     lines, total = rows()
     table = "\n".join([
-        "| run | model | what | epochs | CPU-h | val NME (%) | LFPW test NME (%) |",
-        "|---|---|---|---|---|---|---|",
+        "| run | model | what | epochs | CPU-h | val NME (%) | LFPW test NME (%) | hardware |",
+        "|---|---|---|---|---|---|---|---|",
         *lines,
         "",
         f"Part-3 CPU-hours so far: **{total:.2f}** (every run above, each invocation of a resumed run counted; "
-        "one core's wall clock each).",
+        "one core's wall clock each, on the hardware named: a CPU without bf16 instructions trains the ResNet "
+        "teachers in fp32, several times slower: 217 s an epoch for tolerant-r34-s2 against 47 for its stage 1).",
     ])
     (HERE / "table.md").write_text(table + "\n")
     print(table)
