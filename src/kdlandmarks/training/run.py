@@ -531,6 +531,7 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
     _check_resumable(resume, module)
     seconds = _fit(trainer, module, datamodule, resume, has_val)
     seconds_before = earlier_training_seconds(out) if resume else 0.0
+    device_kind = trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower()  # cpu, cuda, mps, ...
 
     # 4. the selected model as a portable file, plus a summary
     summary: dict[str, Any] = {
@@ -540,9 +541,10 @@ def train_model(recipe: Recipe, role: str, out_dir: str | Path, kind: str | None
         "seconds": round(seconds + seconds_before, 1), "seconds_before_resume": round(seconds_before, 3),
         "train_samples": len(datamodule.train_set), "val_faces": len(datamodule.val_set),
         "samples_per_second": meter.samples_per_second,
-        "precision": precision, "accelerator": trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
+        "precision": precision, "accelerator": device_kind,
         # which machine the seconds were spent on: campaigns resume across machines of different speeds
-        "hardware": torch.cuda.get_device_name() if accelerator != "cpu" else cpu_description(),
+        "hardware": (cpu_description() if device_kind == "cpu" else
+                     torch.cuda.get_device_name() if device_kind == "cuda" else device_kind),
         "teacher_cache": plan.cfg.teacher_cache.value if plan.use_cache else False,
     }
     if trainer.is_global_zero:
