@@ -258,7 +258,8 @@ def _hardware(recipe: Recipe, cfg: RoleConfig) -> tuple[str, str]:
     """(accelerator, precision): "auto" without CUDA becomes the CPU. The role's precision overrides the
     trainer's; on the CPU bf16-mixed is kept only where `bf16_pays` (AMX- or AVX512-BF16 and an ordinary
     convolutional backbone: 2.1-2.4x for ResNets), since without those instructions bf16 is emulated and a ResNet-34
-    step is about 18x slower than fp32 (AVX2-only AMD EPYC, one thread: 0.6 against 10.7 samples/s); fp16 becomes fp32."""
+    step is about 18x slower than fp32 (AVX2-only AMD EPYC, one thread: 0.6 against 10.5 samples/s,
+    benchmarks/training_throughput.py); fp16 becomes fp32."""
     precision = str(cfg.precision or recipe.trainer.precision)
     accelerator = recipe.trainer.accelerator
     if accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available():
