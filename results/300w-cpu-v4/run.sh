@@ -15,6 +15,8 @@
 #   tolerant-r34-s1    Tolerant-Teacher, ResNet-34, bf16-mixed, 80 epochs from scratch
 #   tough-r34-s2       the Tough-Teacher's next stage: 40 epochs from tough-r34-s1's weights, fresh one-cycle at 1e-3
 #   tough-r34-s3       and the next: 40 more from tough-r34-s2 (kd-teacher-300w-tough as of 6279b3c), the same settings
+#   tough-r34-s3-px160 the teacher's input-size lever: tough-r34-s3 again at 160 px, 26 epochs (40 x (128/160)^2:
+#                      the same convolution work), from the same tough-r34-s2 weights, lr 1e-3
 #   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1 (kd-teacher-300w-tolerant as
 #                      of 45b49f9), fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
@@ -34,7 +36,8 @@
 #                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
 #                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
 #                      occlusion 0.5, each from the previous; a stage's init is this machine's previous stage, else
-#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt)
+#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt;
+#                      stage 1's in git as of 3c79780)
 #   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
 #   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
 #   px128-seed1        the seed-1 pair repeats it with another validation split and initialisation (the recipe
@@ -76,7 +79,7 @@ prepare_store() {  # STORE SIZE
 }
 mkdir -p "$RUNS"
 prepare_store "$STORE" 128
-[[ " $ONLY " == *" px160-"* ]] && prepare_store "$STORE160" 160
+[[ " $ONLY " == *px160* ]] && prepare_store "$STORE160" 160
 for run in $ONLY; do
   [ -f "$RUNS/$run/model.pt" ] && { echo "$run: done, skipped"; continue; }
   store=$STORE
@@ -93,6 +96,9 @@ for run in $ONLY; do
       fi
       args=(train teacher --kind "$kind" --set teacher.arch=resnet34 --set teacher.epochs=40
             --init "$init" --set teacher.lr=1e-3) ;;
+    tough-r34-s3-px160)  # the stage-2 weights as shipped: this stage is tough-r34-s3's equal-work control
+      args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
+            --init "$(shipped_at 6279b3c kd-teacher-300w-tough)" --set teacher.lr=1e-3); store=$STORE160 ;;
     tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
       init="$RUNS/tough-r34-s1/model.pt"
       [ -f "$init" ] || init=$(from_git 0052ef7 results/300w-cpu-v4/tough-r34-s1/model-fp16.pt)
@@ -134,6 +140,7 @@ for run in $ONLY; do
     full-l1-s2|full-l1-s3|full-l1-s4|full-l1-s5)
       prev=full-l1-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
       [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/$prev/model-fp16.pt"
+      [ -f "$init" ] || [ "$prev" != full-l1-s1 ] || init=$(from_git 3c79780 results/300w-cpu-v4/full-l1-s1/model-fp16.pt)
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     px128-seed*|px160-seed*)

@@ -21,6 +21,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "tough-r34-s1": ("Tough-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch"),
     "tough-r34-s2": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s1 (lr 1e-3)"),
     "tough-r34-s3": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s2 (not shipped)"),
+    "tough-r34-s3-px160": ("Tough-Teacher", "tough-r34-s3 again at 160 px: 26 epochs from tough-r34-s2, the same work"),
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
     "tolerant-r34-s2": ("Tolerant-Teacher", "ResNet-34, 40 more epochs from tolerant-r34-s1 (lr 1e-3)"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
@@ -50,10 +51,12 @@ RUNS: dict[str, tuple[str, str]] = {
 # summaries record their hardware since 66775ea; the runs before it all had bf16 instructions (AMX-BF16 on the
 # first machine, then an AMD EPYC with AVX512-BF16), which made their ResNet teachers 1.5-2.4x faster in bf16
 EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
-# runs of the session of 2026-12-07 13:00 that started from code older than 66775ea, so their summaries do not say
+# runs on the machine of the sessions from 2026-12-07 13:00 that started from code older than 66775ea (the snapshot
+# run.sh imports), so their summaries do not say
 THIS_SESSION = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
-HARDWARE: dict[str, str] = {"full-occ-s6": THIS_SESSION, "tolerant-r34-s2": THIS_SESSION, "full-l1-s1": THIS_SESSION,
-                            "full-l1-s2": THIS_SESSION, "full-l1-s3": THIS_SESSION}
+HARDWARE: dict[str, str] = {run: THIS_SESSION for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
+                                                          "full-l1-s1", "full-l1-s2", "full-l1-s3", "full-l1-s4",
+                                                          "full-l1-s5")}
 # runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
 # wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
 LOST_PARTIAL_RUNS: dict[str, tuple[float, str]] = {
