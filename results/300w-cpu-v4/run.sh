@@ -32,6 +32,9 @@
 #                      with the ResNet-34 Tough-Teacher ($TOUGH_R34, default this machine's tough-r34-s2, else the
 #                      shipped one as of 6279b3c) in place
 #                      of the shipped ResNet-18 one; the Tolerant-Teacher unchanged
+#   full-occ-s6-r34t   KD from the stronger teachers, full width: full-occ-s6 again (80 epochs from full-occ-s5, shipped
+#                      as kd-student-300w at 0447f55) taught by both ResNet-34 teachers as shipped (Tough 6279b3c,
+#                      Tolerant 45b49f9) in place of the ResNet-18 ones
 #   full-l1-s1 .. s5   the plain-L1 control of the shipped full-width student (kd-student-300w = full-occ-s5) at
 #                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
 #                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
@@ -65,10 +68,11 @@ from_git() {  # COMMIT PATH -> prints the path of a copy of PATH as of COMMIT
 }
 shipped_at() { from_git "$1" "src/kdlandmarks/weights/$2.pt"; }  # COMMIT NAME: a package model as of COMMIT
 # Every student stage here learns from the ResNet-18 teachers that were the package's until d9dd485 (the names now
-# hold the ResNet-34s), so a rerun from a later checkout teaches the same; lite-occ-s3-r34t swaps the Tough one.
-kd_teachers() {  # [TOUGH] -> sets teachers=(the KD options), TOUGH default the ResNet-18 Tough-Teacher
+# hold the ResNet-34s), so a rerun from a later checkout teaches the same; lite-occ-s3-r34t swaps the Tough one,
+# full-occ-s6-r34t both.
+kd_teachers() {  # [TOUGH [TOLERANT]] -> sets teachers=(the KD options), default the ResNet-18 teachers
   teachers=(--loss kd --tough "${1:-$(shipped_at d9dd485 kd-teacher-300w-tough)}"
-            --tolerant "$(shipped_at d9dd485 kd-teacher-300w-tolerant)" --set student.teacher_cache=warp)
+            --tolerant "${2:-$(shipped_at d9dd485 kd-teacher-300w-tolerant)}" --set student.teacher_cache=warp)
 }
 # The stores every run reads (a fresh machine has none): one plain 128 px crop per face, the ASM soft-landmarks
 # beside it; the 160 px one only for the px160 runs.
@@ -125,6 +129,11 @@ for run in $ONLY; do
         full-occ-s6) init="$RUNS/full-occ-s5/model.pt"; [ -f "$init" ] || init=$(shipped_at 0447f55 kd-student-300w) ;;
       esac
       kd_teachers
+      args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
+            --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
+    full-occ-s6-r34t)
+      init=$(shipped_at 0447f55 kd-student-300w)  # = full-occ-s5, as full-occ-s6 started from it
+      kd_teachers "$(shipped_at 6279b3c kd-teacher-300w-tough)" "$(shipped_at 45b49f9 kd-teacher-300w-tolerant)"
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     lite-l1-s2)

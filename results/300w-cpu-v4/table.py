@@ -34,6 +34,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "full-occ-s4": ("full student", "KD, 80 more epochs with occlusion"),
     "full-occ-s5": ("full student", "KD, 80 more epochs with occlusion"),
     "full-occ-s6": ("full student", "KD, 80 more epochs with occlusion"),
+    "full-occ-s6-r34t": ("full student", "full-occ-s6 again, taught by both ResNet-34 teachers"),
     "full-l1-s1": ("full, plain L1", "L1 control: 80 epochs from scratch (lr 2e-3), as the full's stage 1"),
     "full-l1-s2": ("full, plain L1", "L1 control: 80 more epochs with occlusion (lr 1e-3)"),
     "full-l1-s3": ("full, plain L1", "L1 control: 80 more epochs with occlusion"),
@@ -55,8 +56,8 @@ EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
 # run.sh imports), so their summaries do not say
 THIS_SESSION = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
 HARDWARE: dict[str, str] = {run: THIS_SESSION for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
-                                                          "full-l1-s1", "full-l1-s2", "full-l1-s3", "full-l1-s4",
-                                                          "full-l1-s5")}
+                                                          "full-occ-s6-r34t", "full-l1-s1", "full-l1-s2", "full-l1-s3",
+                                                          "full-l1-s4", "full-l1-s5")}
 # runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
 # wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
 LOST_PARTIAL_RUNS: dict[str, tuple[float, str]] = {
