@@ -39,8 +39,8 @@
 #                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
 #                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
 #                      occlusion 0.5, each from the previous; a stage's init is this machine's previous stage, else
-#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt;
-#                      stage 1's in git as of 3c79780)
+#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt,
+#                      or git's copy once the next stage's replaced it)
 #   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
 #   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
 #   px128-seed1        the seed-1 pair repeats it with another validation split and initialisation (the recipe
@@ -149,7 +149,10 @@ for run in $ONLY; do
     full-l1-s2|full-l1-s3|full-l1-s4|full-l1-s5)
       prev=full-l1-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
       [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/$prev/model-fp16.pt"
-      [ -f "$init" ] || [ "$prev" != full-l1-s1 ] || init=$(from_git 3c79780 results/300w-cpu-v4/full-l1-s1/model-fp16.pt)
+      if [ ! -f "$init" ]; then  # a stage's fp16 leaves the tree when the next one's is committed
+        case $prev in full-l1-s1) kept=3c79780 ;; full-l1-s2) kept=ec9bd55 ;; full-l1-s3) kept=e62c538 ;; *) kept= ;; esac
+        [ -z "$kept" ] || init=$(from_git $kept results/300w-cpu-v4/$prev/model-fp16.pt)
+      fi
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     px128-seed*|px160-seed*)
