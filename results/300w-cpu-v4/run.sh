@@ -17,6 +17,8 @@
 #   tough-r34-s3       and the next: 40 more from tough-r34-s2 (kd-teacher-300w-tough as of 6279b3c), the same settings
 #   tough-r34-s3-px160 the teacher's input-size lever: tough-r34-s3 again at 160 px, 26 epochs (40 x (128/160)^2:
 #                      the same convolution work), from the same tough-r34-s2 weights, lr 1e-3
+#   tough-r34-s4-px160 and its next stage, the same settings, from tough-r34-s3-px160 (this machine's, else its fp16
+#                      kept in the repository)
 #   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1 (kd-teacher-300w-tolerant as
 #                      of 45b49f9), fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
@@ -103,6 +105,11 @@ for run in $ONLY; do
     tough-r34-s3-px160)  # the stage-2 weights as shipped: this stage is tough-r34-s3's equal-work control
       args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
             --init "$(shipped_at 6279b3c kd-teacher-300w-tough)" --set teacher.lr=1e-3); store=$STORE160 ;;
+    tough-r34-s4-px160)
+      init="$RUNS/tough-r34-s3-px160/model.pt"
+      [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/tough-r34-s3-px160/model-fp16.pt"
+      args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
+            --init "$init" --set teacher.lr=1e-3); store=$STORE160 ;;
     tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
       init="$RUNS/tough-r34-s1/model.pt"
       [ -f "$init" ] || init=$(from_git 0052ef7 results/300w-cpu-v4/tough-r34-s1/model-fp16.pt)

@@ -22,6 +22,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "tough-r34-s2": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s1 (lr 1e-3)"),
     "tough-r34-s3": ("Tough-Teacher", "ResNet-34, 40 more epochs from tough-r34-s2 (not shipped)"),
     "tough-r34-s3-px160": ("Tough-Teacher", "tough-r34-s3 again at 160 px: 26 epochs from tough-r34-s2, the same work"),
+    "tough-r34-s4-px160": ("Tough-Teacher", "26 more epochs at 160 px from tough-r34-s3-px160"),
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
     "tolerant-r34-s2": ("Tolerant-Teacher", "ResNet-34, 40 more epochs from tolerant-r34-s1 (lr 1e-3)"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
@@ -56,8 +57,8 @@ EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
 # run.sh imports), so their summaries do not say
 THIS_SESSION = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
 HARDWARE: dict[str, str] = {run: THIS_SESSION for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
-                                                          "full-occ-s6-r34t", "full-l1-s1", "full-l1-s2", "full-l1-s3",
-                                                          "full-l1-s4", "full-l1-s5")}
+                                                          "tough-r34-s4-px160", "full-occ-s6-r34t", "full-l1-s1",
+                                                          "full-l1-s2", "full-l1-s3", "full-l1-s4", "full-l1-s5")}
 # runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
 # wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
 LOST_PARTIAL_RUNS: dict[str, tuple[float, str]] = {
