@@ -31,6 +31,8 @@ from table import read_curve  # noqa: E402  (the recipe study's reader of a run'
 PART3_MODELS: dict[str, list[str]] = {
     "Tough-Teacher ResNet-18 (part 2)": ["300w-cpu-v3/tough-r18-s1", "300w-cpu-v3/tough-r18-s2", "300w-cpu-v3/tough-r18-s3"],
     "Tough-Teacher ResNet-34, bf16": ["300w-cpu-v4/tough-r34-s1", "300w-cpu-v4/tough-r34-s2", "300w-cpu-v4/tough-r34-s3"],
+    "Tough-Teacher ResNet-34, 160 px from stage 3": ["300w-cpu-v4/tough-r34-s1", "300w-cpu-v4/tough-r34-s2",
+                                                     "300w-cpu-v4/tough-r34-s3-px160", "300w-cpu-v4/tough-r34-s4-px160"],
     "Tolerant-Teacher ResNet-18 (part 2)": ["300w-cpu-v3/tolerant-r18-s1", "300w-cpu-v3/tolerant-r18-s2"],
     "Tolerant-Teacher ResNet-34, bf16": ["300w-cpu-v4/tolerant-r34-s1", "300w-cpu-v4/tolerant-r34-s2"],
     "KD lite (MobileNetV2-0.5)": ["300w-cpu-v3/student-kd-lite", "300w-cpu-v3/student-kd-lite-s2", "300w-cpu-v4/lite-occ-s3"],
