@@ -18,7 +18,7 @@
 #   tough-r34-s3-px160 the teacher's input-size lever: tough-r34-s3 again at 160 px, 26 epochs (40 x (128/160)^2:
 #                      the same convolution work), from the same tough-r34-s2 weights, lr 1e-3
 #   tough-r34-s4-px160 and its next stage, the same settings, from tough-r34-s3-px160 (this machine's, else its fp16
-#                      kept in the repository)
+#                      kept in git at 1f673be)
 #   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1 (kd-teacher-300w-tolerant as
 #                      of 45b49f9), fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
@@ -41,8 +41,7 @@
 #                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
 #                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
 #                      occlusion 0.5, each from the previous; a stage's init is this machine's previous stage, else
-#                      its fp16 copy kept in the repository (results/300w-cpu-v4/full-l1-sN/model-fp16.pt,
-#                      or git's copy once the next stage's replaced it)
+#                      its fp16 copy as the commit that kept it in results/300w-cpu-v4/full-l1-sN/ had it
 #   px128-seed0        128 against 160 px input at equal CPU time: plain-L1 MobileNetV2-0.5 from scratch, 64 epochs
 #   px160-seed0        at 128 px against 41 at 160 px (1.5625x the pixels per sample), the same recipe and seed;
 #   px128-seed1        the seed-1 pair repeats it with another validation split and initialisation (the recipe
@@ -102,12 +101,12 @@ for run in $ONLY; do
       fi
       args=(train teacher --kind "$kind" --set teacher.arch=resnet34 --set teacher.epochs=40
             --init "$init" --set teacher.lr=1e-3) ;;
-    tough-r34-s3-px160)  # the stage-2 weights as shipped: this stage is tough-r34-s3's equal-work control
-      args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
-            --init "$(shipped_at 6279b3c kd-teacher-300w-tough)" --set teacher.lr=1e-3); store=$STORE160 ;;
-    tough-r34-s4-px160)
-      init="$RUNS/tough-r34-s3-px160/model.pt"
-      [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/tough-r34-s3-px160/model-fp16.pt"
+    tough-r34-s3-px160|tough-r34-s4-px160)
+      case $run in  # stage 3 from the stage-2 weights as shipped: it is tough-r34-s3's equal-work control
+        tough-r34-s3-px160) init=$(shipped_at 6279b3c kd-teacher-300w-tough) ;;
+        tough-r34-s4-px160) init="$RUNS/tough-r34-s3-px160/model.pt"
+          [ -f "$init" ] || init=$(from_git 1f673be results/300w-cpu-v4/tough-r34-s3-px160/model-fp16.pt) ;;
+      esac
       args=(train teacher --kind tough --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
             --init "$init" --set teacher.lr=1e-3); store=$STORE160 ;;
     tough-r34-s2)  # from this machine's stage 1, else its fp16 copy that the repository kept
@@ -127,20 +126,18 @@ for run in $ONLY; do
       kd_teachers $tough
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
             --init "$(shipped_at 7d75c62 kd-student-300w-lite)" --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
-    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6)
+    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6|full-occ-s6-r34t)
+      stronger=()  # the teachers, when not the ResNet-18 ones
       case $run in
         full-occ-s2) init=$(shipped_at 07cc65a kd-student-300w) ;;
         full-occ-s3) init="$RUNS/full-occ-s2/model.pt" ;;
         full-occ-s4) init="$RUNS/full-occ-s3/model.pt"; [ -f "$init" ] || init=$(shipped_at d9dd485 kd-student-300w) ;;
         full-occ-s5) init="$RUNS/full-occ-s4/model.pt" ;;
         full-occ-s6) init="$RUNS/full-occ-s5/model.pt"; [ -f "$init" ] || init=$(shipped_at 0447f55 kd-student-300w) ;;
+        full-occ-s6-r34t) init=$(shipped_at 0447f55 kd-student-300w)  # = full-occ-s5, as full-occ-s6 started from it
+          stronger=("$(shipped_at 6279b3c kd-teacher-300w-tough)" "$(shipped_at 45b49f9 kd-teacher-300w-tolerant)") ;;
       esac
-      kd_teachers
-      args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
-            --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
-    full-occ-s6-r34t)
-      init=$(shipped_at 0447f55 kd-student-300w)  # = full-occ-s5, as full-occ-s6 started from it
-      kd_teachers "$(shipped_at 6279b3c kd-teacher-300w-tough)" "$(shipped_at 45b49f9 kd-teacher-300w-tolerant)"
+      kd_teachers "${stronger[@]}"
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     lite-l1-s2)
@@ -155,10 +152,10 @@ for run in $ONLY; do
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80) ;;
     full-l1-s2|full-l1-s3|full-l1-s4|full-l1-s5)
       prev=full-l1-s$(( ${run##*-s} - 1 )); init="$RUNS/$prev/model.pt"
-      [ -f "$init" ] || init="$PWD/results/300w-cpu-v4/$prev/model-fp16.pt"
-      if [ ! -f "$init" ]; then  # a stage's fp16 leaves the tree when the next one's is committed
-        case $prev in full-l1-s1) kept=3c79780 ;; full-l1-s2) kept=ec9bd55 ;; full-l1-s3) kept=e62c538 ;; *) kept= ;; esac
-        [ -z "$kept" ] || init=$(from_git $kept results/300w-cpu-v4/$prev/model-fp16.pt)
+      if [ ! -f "$init" ]; then  # the commit that kept the previous stage's fp16 (it leaves the tree with the next)
+        case $prev in full-l1-s1) kept=3c79780 ;; full-l1-s2) kept=ec9bd55 ;;
+                      full-l1-s3) kept=e62c538 ;; full-l1-s4) kept=5cab298 ;; esac
+        init=$(from_git $kept results/300w-cpu-v4/$prev/model-fp16.pt)
       fi
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
