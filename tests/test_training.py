@@ -181,6 +181,26 @@ def test_kd_student_online_teachers_matches_cache(env, kd_cached):
     assert all(k.startswith("model.") for k in state)
 
 
+@pytest.mark.parametrize("online", [False, True], ids=["cached", "online"])
+def test_kd_teacher_of_another_input_size(env, online):
+    """A 48 px teacher teaches a 32 px student: it sees the same window of each stored crop at 48 px."""
+    teacher = fake_teacher(env.base / "tough48.pt", input_size=48)
+    out = env.runs / f"kd-teacher48-{'online' if online else 'cached'}"
+    args = ["--loss", "kd", "--tough", str(teacher), "--tolerant", str(env.tolerant / "model.pt")]
+    assert student(env, out, *args, *(["--online-teachers"] if online else [])) == 0
+    assert load_model(out / "model.pt")[1].input_size == 32
+    if online:
+        return
+    st = FaceStore(env.store)
+    # the 32 px window (pixels 4..35 of the 40 px crop) at 48 px: the whole crop resized by 1.5, pixels 6..53
+    crop = torch.from_numpy(np.array(st.images)).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(crop, size=(60, 60), mode="bilinear", align_corners=False)[..., 6:54, 6:54]
+    model, _ = load_model(teacher)
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert any(np.allclose(np.load(c), want, atol=1e-4) for c in (env.store / "teacher_cache").glob("*.npy"))
+
+
 @pytest.fixture(scope="module")
 def l2_run(env):
     out = env.runs / "l2"
@@ -367,8 +387,10 @@ ERRORS = {
                                  "--tolerant", str(env.tolerant)], "29 points"),
     "no soft targets": (lambda env: ["teacher", "--kind", "tolerant", "--store", str(no_soft_store(env))],
                         "kdlandmarks asm"),
-    "input size": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
-                                "--tolerant", str(fake_teacher(env.base / "t48.pt", input_size=48))], "48 px"),
+    "input size in pixels": (lambda env: ["student", "--store", str(env.store), "--set", "space=pixels", "--loss",
+                                          "kd", "--tough", str(fake_teacher(env.base / "tpx32.pt", space="pixels")),
+                                          "--tolerant", str(fake_teacher(env.base / "tpx48.pt", input_size=48,
+                                                                         space="pixels"))], "48 px"),
     "teacher space": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),
                                    "--tolerant", str(fake_teacher(env.base / "tpx.pt", space="pixels"))], "'pixels'"),
     "teacher margin": (lambda env: ["student", "--store", str(env.store), "--loss", "kd", "--tough", str(env.tough),

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from kdlandmarks.data.augment import AugmentConfig, BatchAugmenter, batch_generator
 from kdlandmarks.data.codec import LandmarkCodec
@@ -93,6 +94,7 @@ class LandmarkModule(L.LightningModule):
                                         self.info.input_size, inputs.source_size, inputs.window)
         self.kd_loss = KDLoss(KDOptions(**(objective.kd or {}))) if objective.loss == "kd" else None
         self._online: dict[str, torch.nn.Module] = {}  # a plain dict: frozen teachers stay out of checkpoints
+        self._online_sizes: dict[str, int] = {}  # each online teacher's input size
         self._resident: dict[str, torch.Tensor] | None = None  # data.resident: the store on this device
         self._val_nme: list[torch.Tensor] = []
         self.validated_at_step = -1  # global step of the last validation (a mid-epoch stop leaves it behind)
@@ -103,8 +105,9 @@ class LandmarkModule(L.LightningModule):
                 # building the network draws random initial weights; keep them off the global RNG so a run
                 # with online teachers shuffles and drops out exactly as the same run with cached ones
                 with torch.random.fork_rng(devices=[]):
-                    teacher, _ = load_model(path)
+                    teacher, info = load_model(path)
                 self._online[name] = teacher.eval().requires_grad_(False)
+                self._online_sizes[name] = info.input_size
 
     def on_fit_start(self) -> None:
         for teacher in self._online.values():
@@ -151,11 +154,16 @@ class LandmarkModule(L.LightningModule):
         if name in batch:
             return batch[name].float()
         if name in self._online:
-            teacher = self._online[name]
-            with torch.no_grad(), teacher_autocast(teacher.arch, batch["input"].device):
+            teacher, x = self._online[name], batch["input"]
+            size = self._online_sizes[name]
+            if size != x.shape[-1]:
+                # normalised outputs do not depend on the input size, so the teacher's answer is the student's target
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                  antialias=size < x.shape[-1])
+            with torch.no_grad(), teacher_autocast(teacher.arch, x.device):
                 if self.teachers.flip_test:
-                    return flip_tested(self._online[name], batch["input"], self.codec, self.scheme)
-                return self._online[name](batch["input"]).float()
+                    return flip_tested(teacher, x, self.codec, self.scheme)
+                return teacher(x).float()
         return None
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -119,9 +119,10 @@ def _run_model_file(path: str | Path) -> Path:
     return p / "model.pt" if p.is_dir() else p
 
 
-def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> Path:
-    """The teacher's model file (a path, a run folder or a shipped teacher's name), once it is known to see
-    the student's inputs and speak its output space."""
+def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe) -> tuple[Path, int]:
+    """The teacher's model file (a path, a run folder or a shipped teacher's name) and its input size, once it
+    is known to speak the student's output space. A teacher of another input size sees the same face window
+    at its own resolution (normalised coordinates do not depend on it: u = (x + 0.5) / S - 0.5)."""
     from kdlandmarks.models.zoo import resolve_model
 
     if not path:
@@ -131,17 +132,17 @@ def _check_teacher(path: str | None, name: str, store: FaceStore, recipe: Recipe
     _, info = load_model(p)
     if info.num_points != store.num_points:
         raise ConfigError(f"{p}: the {name} teacher predicts {info.num_points} points but the store has {store.num_points}")
-    if info.input_size != recipe.input_size:
-        raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes "
-                          f"{recipe.input_size} px")
     if info.space != recipe.space:
         raise ConfigError(f"{p}: the {name} teacher regresses {info.space!r} coordinates but the student "
                           f"{recipe.space!r}")
+    if info.input_size != recipe.input_size and info.space == "pixels":
+        raise ConfigError(f"{p}: the {name} teacher takes {info.input_size} px input but the student takes "
+                          f"{recipe.input_size} px, and in the 'pixels' space their outputs differ in scale")
     margin = store.margin
     if abs(info.crop_margin - margin) > 1e-9:
         raise ConfigError(f"{p}: the {name} teacher was trained on crops with margin {info.crop_margin:g}, "
                           f"the store has {margin:g}")
-    return p
+    return p, info.input_size
 
 
 def _check_init(name_or_path: str, arch: str, store: FaceStore) -> torch.nn.Module:
@@ -170,6 +171,7 @@ class RunPlan:
     target: str  # "hard" (ground truth) or "soft" (ASM soft-landmarks, the Tolerant-Teacher's)
     augment: dict[str, float] | None
     teacher_paths: dict[str, Path]
+    teacher_sizes: dict[str, int]  # each teacher's input size (it may differ from the student's)
     init: torch.nn.Module | None
     use_cache: bool
 
@@ -232,6 +234,7 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, teac
     augment = recipe.data.augment
     AugmentConfig.from_dict(augment)  # a bad option fails here, before anything is written
     teacher_paths: dict[str, Path] = {}
+    teacher_sizes: dict[str, int] = {}
     if loss == "kd":
         from kdlandmarks.models.losses import KDOptions
 
@@ -240,8 +243,9 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, teac
         except TypeError as exc:
             raise ConfigError(f"student.kd: {exc}") from None
         given = {"tough": teachers.tough, "tolerant": teachers.tolerant}
-        teacher_paths = {n: _check_teacher(given[n], n, store, recipe)
-                         for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
+        checked = {n: _check_teacher(given[n], n, store, recipe) for n in tuple(cfg.kd.get("teachers", TEACHER_KINDS))}
+        teacher_paths = {n: p for n, (p, _) in checked.items()}
+        teacher_sizes = {n: size for n, (_, size) in checked.items()}
         if cfg.teacher_flip_test and not store.scheme.flip_pairs:
             raise ConfigError(f"student.teacher_flip_test needs flip pairs, and the store's landmark scheme "
                               f"{store.scheme_ref!r} has none")
@@ -251,7 +255,7 @@ def plan_run(recipe: Recipe, role: str, kind: str | None, loss: str | None, teac
         raise ConfigError("the teacher cache needs fixed inputs: set data.augment to null (the store's offline "
                           "copies), set student.teacher_cache=warp (cached outputs moved with each augmentation) "
                           "or run the teachers online ({teachers.online})", parameters=("teachers.online",))
-    return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, init, use_cache)
+    return RunPlan(role, kind, cfg, loss, store, target, augment, teacher_paths, teacher_sizes, init, use_cache)
 
 
 def _hardware(recipe: Recipe, cfg: RoleConfig) -> tuple[str, str]:
@@ -302,7 +306,7 @@ def _datamodule(recipe: Recipe, plan: RunPlan, accelerator: str, progress: bool)
     cached = {}
     if plan.use_cache:
         device = "cuda" if accelerator != "cpu" else "cpu"
-        cached = {n: teacher_outputs(p, plan.store, recipe.input_size, device=device, progress=progress,
+        cached = {n: teacher_outputs(p, plan.store, plan.teacher_sizes[n], device=device, progress=progress,
                                      flip_test=plan.cfg.teacher_flip_test)
                   for n, p in plan.teacher_paths.items()}
     return StoreDataModule(plan.store, recipe.data.batch_size, recipe.data.val_fraction, recipe.trainer.seed,

@@ -8,6 +8,7 @@ keeps the outputs cached on each sample's plain crop and moves them with the ste
 swap like the labels (training/module.py), assuming the teacher's prediction follows the warp.
 `teacher_flip_test` gives the student each teacher's flip-test average (plain and mirrored view) instead
 of its single-view output: a more accurate teacher for one more forward pass per sample.
+A teacher whose input size differs from the student's sees each stored crop's window at its own size.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def flip_tested(model: torch.nn.Module, x: torch.Tensor, codec: LandmarkCodec, s
 def teacher_outputs(teacher_path: str | Path, store: FaceStore, input_size: int, batch_size: int = 128,
                     device: str = "cpu", progress: bool = True, flip_test: bool = False) -> np.ndarray:
     """(M, 2N) float32 teacher predictions (normalised space) for every sample of the store, cached on disk;
-    flip_test: each the average of the plain and the mirrored view (costs two forward passes per sample)."""
+    input_size: the teacher's (each sample's plain window resampled to it); flip_test: each the average of the
+    plain and the mirrored view (costs two forward passes per sample)."""
     teacher_path = Path(teacher_path)
     cache_dir = store.path / "teacher_cache"
     target = cache_dir / f"{cache_key(teacher_path, input_size, flip_test)}.npy"
@@ -82,6 +84,8 @@ def _compute(teacher_path: Path, store: FaceStore, input_size: int, batch_size: 
     from tqdm import tqdm
 
     model, info = load_model(teacher_path, map_location=device)
+    if info.input_size != input_size:
+        raise DataError(f"{teacher_path}: the teacher takes {info.input_size} px input, not {input_size}")
     model.to(device).eval()
     codec = LandmarkCodec(info.input_size, info.space)
     warp = BatchAugmenter(AugmentConfig.disabled(), None, input_size, store.store_size, store.window)
