@@ -61,18 +61,26 @@ def test_shipped_onnx_matches_shipped_torch_weights(name):
 
 @pytest.mark.parametrize("kind", ["tough", "tolerant"])
 def test_shipped_teachers_can_teach_the_shipped_students(kind):
-    """A shipped teacher sees the students' inputs and speaks their output space (what `train student
-    --tough kd-teacher-300w-tough` checks), and runs as a detector on the torch backend by default."""
+    """A shipped teacher passes what `train student --tough kd-teacher-300w-tough` checks against the shipped
+    students' recipe and store (points, output space, crop; a teacher may take a larger input), and runs as a
+    detector on the torch backend by default."""
+    from types import SimpleNamespace
+
     from kdlandmarks.inference.detector import LandmarkDetector
     from kdlandmarks.models.backbones import load_model
+    from kdlandmarks.training.config import load_recipe
+    from kdlandmarks.training.run import _check_teacher
 
     name = f"kd-teacher-300w-{kind}"
     assert name in TORCH_ONLY
     _, teacher = load_model(resolve_model(name))
     _, student = load_model(resolve_model("kd-student-300w"))
     assert teacher.metadata["role"] == "teacher" and teacher.metadata["kind"] == kind
-    for field in ("num_points", "input_size", "space", "scheme", "crop_margin"):
-        assert getattr(teacher, field) == getattr(student, field), field
+    assert teacher.scheme == student.scheme
+    store = SimpleNamespace(num_points=student.num_points, margin=student.crop_margin)
+    recipe = load_recipe("300w-cpu", [f"input_size={student.input_size}"])
+    path, input_size = _check_teacher(name, kind, store, recipe)
+    assert path == resolve_model(name) and input_size == teacher.input_size
     assert LandmarkDetector(name, detector=lambda im: []).backend == "torch"
 
 
