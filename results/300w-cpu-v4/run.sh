@@ -39,6 +39,8 @@
 #   full-occ-s6-r34t   KD from the stronger teachers, full width: full-occ-s6 again (80 epochs from full-occ-s5, shipped
 #                      as kd-student-300w at 0447f55) taught by both ResNet-34 teachers as shipped (Tough 6279b3c,
 #                      Tolerant 45b49f9) in place of the ResNet-18 ones
+#   lite-occ-s3-t160   KD from the 160 px Tough-Teacher (tough-r34-s4-px160, shipped at a4e7b39; it sees each 128 px
+#   full-occ-s6-t160   store window at 160 px): lite-occ-s3-r34t and full-occ-s6-r34t again with it as the Tough-Teacher
 #   full-l1-s1 .. s5   the plain-L1 control of the shipped full-width student (kd-student-300w = full-occ-s5) at
 #                      exactly its stages: MobileNetV2-1.0 from scratch, 80 epochs at the recipe's lr 2e-3 without
 #                      occlusion (as the KD full's stage 1, 07cc65a), then four stages of 80 epochs at lr 1e-3 with
@@ -120,16 +122,17 @@ for run in $ONLY; do
     prec-r18-fp32|prec-r18-bf16)
       args=(train teacher --kind tough --set teacher.arch=resnet18 --set teacher.epochs=12
             --set teacher.precision=$([ "$run" = prec-r18-bf16 ] && echo bf16-mixed || echo 32-true)) ;;
-    lite-occ-s3|lite-noocc-s3|lite-occ-s3-r34t)
+    lite-occ-s3|lite-noocc-s3|lite-occ-s3-r34t|lite-occ-s3-t160)
       occ=0.5; [ "$run" = lite-noocc-s3 ] && occ=0.0
       tough=; if [ "$run" = lite-occ-s3-r34t ]; then
         tough=${TOUGH_R34:-$RUNS/tough-r34-s2/model.pt}
         [ -f "$tough" ] || tough=$(shipped_at 6279b3c kd-teacher-300w-tough)
+      elif [ "$run" = lite-occ-s3-t160 ]; then tough=$(shipped_at a4e7b39 kd-teacher-300w-tough)
       fi
       kd_teachers $tough
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set student.epochs=40
             --init "$(shipped_at 7d75c62 kd-student-300w-lite)" --set student.lr=1e-3 --set data.augment.occlusion=$occ) ;;
-    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6|full-occ-s6-r34t)
+    full-occ-s2|full-occ-s3|full-occ-s4|full-occ-s5|full-occ-s6|full-occ-s6-r34t|full-occ-s6-t160)
       stronger=()  # the teachers, when not the ResNet-18 ones
       case $run in
         full-occ-s2) init=$(shipped_at 07cc65a kd-student-300w) ;;
@@ -139,6 +142,8 @@ for run in $ONLY; do
         full-occ-s6) init="$RUNS/full-occ-s5/model.pt"; [ -f "$init" ] || init=$(shipped_at 0447f55 kd-student-300w) ;;
         full-occ-s6-r34t) init=$(shipped_at 0447f55 kd-student-300w)  # = full-occ-s5, as full-occ-s6 started from it
           stronger=("$(shipped_at 6279b3c kd-teacher-300w-tough)" "$(shipped_at 45b49f9 kd-teacher-300w-tolerant)") ;;
+        full-occ-s6-t160) init=$(shipped_at 0447f55 kd-student-300w)  # full-occ-s6-r34t with the 160 px Tough-Teacher
+          stronger=("$(shipped_at a4e7b39 kd-teacher-300w-tough)" "$(shipped_at 45b49f9 kd-teacher-300w-tolerant)") ;;
       esac
       kd_teachers "${stronger[@]}"
       args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_100 --set student.epochs=80
