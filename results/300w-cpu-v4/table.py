@@ -58,16 +58,18 @@ RUNS: dict[str, tuple[str, str]] = {
 EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
 # runs on the machine of the sessions from 2026-12-07 13:00 that started from code older than 66775ea (the snapshot
 # run.sh imports), so their summaries do not say
-THIS_SESSION = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
-HARDWARE: dict[str, str] = {run: THIS_SESSION for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
+AVX2_MACHINE = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
+HARDWARE: dict[str, str] = {run: AVX2_MACHINE for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
                                                           "tough-r34-s4-px160", "full-occ-s6-r34t", "full-l1-s1",
                                                           "full-l1-s2", "full-l1-s3", "full-l1-s4", "full-l1-s5",
                                                           "tolerant-r34-s2-px160")}
 # runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
 # wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
-LOST_PARTIAL_RUNS: dict[str, tuple[float, str]] = {
-    "full-occ-s6": (0.60, "12:26 to about 13:02 on 2026-12-07; epoch 40 of 80 at 12:47"),
-    "tolerant-r34-s2": (0.65, "12:23 to about 13:02 on 2026-12-07; epoch 22 of 40 at 12:47"),
+LOST_PARTIAL_RUNS: dict[str, tuple[float, str, str]] = {
+    "full-occ-s6": (0.60, "12:26 to about 13:02 on 2026-12-07; epoch 40 of 80 at 12:47", EARLY_HARDWARE),
+    "tolerant-r34-s2": (0.65, "12:23 to about 13:02 on 2026-12-07; epoch 22 of 40 at 12:47", EARLY_HARDWARE),
+    "tolerant-r34-s2-px160": (1.08, "20:45 to about 21:50 on 2026-12-07; epoch 8 of 26 at 21:37", AVX2_MACHINE),
+    "full-occ-s6-t160": (0.65, "21:11 to about 21:50 on 2026-12-07; epoch 19 of 80 at 21:37", AVX2_MACHINE),
 }
 # runs whose first weights were lost with their machine: the commit that kept the first run's summary
 LOST_FIRST_RUNS: dict[str, str] = {"tough-r34-s1": "f66e582", "lite-occ-s3": "005e34d"}
@@ -100,10 +102,10 @@ def rows() -> tuple[list[str], float]:
             lines.append(f"| {run} (first run, weights lost) | {model} | {what} | {first['epochs_completed']} | "
                          f"{run_hours(first):.2f} | {first['last_val_nme']:.3f} | — | {EARLY_HARDWARE} |")
         if run in LOST_PARTIAL_RUNS:
-            hours, when = LOST_PARTIAL_RUNS[run]
+            hours, when, hardware = LOST_PARTIAL_RUNS[run]
             total += hours
             lines.append(f"| {run} (cut off, lost: {when}) | {model} | {what} | — | {hours:.2f} | — | — | "
-                         f"{EARLY_HARDWARE} |")
+                         f"{hardware} |")
         summary_file = HERE / run / "summary.json"
         if not summary_file.is_file():
             continue
