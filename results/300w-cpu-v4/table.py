@@ -26,6 +26,7 @@ RUNS: dict[str, tuple[str, str]] = {
     "tolerant-r34-s1": ("Tolerant-Teacher", "ResNet-34, bf16-mixed, 80 epochs from scratch on soft-landmarks"),
     "tolerant-r34-s2": ("Tolerant-Teacher", "ResNet-34, 40 more epochs from tolerant-r34-s1 (lr 1e-3)"),
     "tolerant-r34-s2-px160": ("Tolerant-Teacher", "tolerant-r34-s2 again at 160 px: 26 epochs from tolerant-r34-s1"),
+    "tolerant-r34-s3-px160": ("Tolerant-Teacher", "26 more epochs at 160 px from tolerant-r34-s2-px160"),
     "lite-occ-s3": ("lite student", "KD, 40 epochs with occlusion from the 2-stage lite"),
     "lite-noocc-s3": ("lite student", "the same 40 KD epochs without occlusion (control)"),
     "lite-occ-s3-r34t": ("lite student", "lite-occ-s3 again, taught by the ResNet-34 Tough-Teacher"),
@@ -61,8 +62,7 @@ EARLY_HARDWARE = "a CPU with bf16 instructions (not recorded)"
 AVX2_MACHINE = "AMD EPYC, 1 core, bf16: none (AVX2 only)"
 HARDWARE: dict[str, str] = {run: AVX2_MACHINE for run in ("full-occ-s6", "tolerant-r34-s2", "tough-r34-s3-px160",
                                                           "tough-r34-s4-px160", "full-occ-s6-r34t", "full-l1-s1",
-                                                          "full-l1-s2", "full-l1-s3", "full-l1-s4", "full-l1-s5",
-                                                          "tolerant-r34-s2-px160")}
+                                                          "full-l1-s2", "full-l1-s3", "full-l1-s4", "full-l1-s5")}
 # runs cut off when a session ended and lost with its machine before they finished, so they left no summary: the
 # wall-clock hours the session's closing note gives (start to the session's end), counted, never scored
 LOST_PARTIAL_RUNS: dict[str, tuple[float, str, str]] = {

@@ -16,7 +16,7 @@ SHIPPED: dict[str, str] = {
     "kd-student-300w": "MobileNetV2-1.0, 68 points, 128 px",
     "kd-student-300w-lite": "MobileNetV2-0.5, 68 points, 128 px",
     "kd-teacher-300w-tough": "Tough-Teacher (hard landmarks), ResNet-34, 68 points, 160 px",
-    "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-34, 68 points, 128 px",
+    "kd-teacher-300w-tolerant": "Tolerant-Teacher (soft landmarks), ResNet-34, 68 points, 160 px",
 }
 DEFAULT_MODEL = "kd-student-300w-lite"
 # The teachers ship so that users can distil students of their own (`train student --tough NAME`); they are
