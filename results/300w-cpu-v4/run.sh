@@ -21,6 +21,8 @@
 #                      kept in git at 1f673be)
 #   tolerant-r34-s2-px160  the same lever for the Tolerant-Teacher: tolerant-r34-s2 again at 160 px, 26 epochs from
 #                      the same start (tolerant-r34-s1 as shipped at 45b49f9)
+#   tolerant-r34-s3-px160  and its next stage, the same settings, from tolerant-r34-s2-px160 (this machine's, else as
+#                      shipped at e532ba5)
 #   tolerant-r34-s2    the Tolerant-Teacher's next stage: 40 epochs from tolerant-r34-s1 (kd-teacher-300w-tolerant as
 #                      of 45b49f9), fresh one-cycle at 1e-3
 #   full-occ-s2        the one-stage full-width student (kd-student-300w as of 07cc65a) + 80 epochs of KD with
@@ -105,12 +107,14 @@ for run in $ONLY; do
       fi
       args=(train teacher --kind "$kind" --set teacher.arch=resnet34 --set teacher.epochs=40
             --init "$init" --set teacher.lr=1e-3) ;;
-    tough-r34-s3-px160|tough-r34-s4-px160|tolerant-r34-s2-px160)
+    tough-r34-s3-px160|tough-r34-s4-px160|tolerant-r34-s2-px160|tolerant-r34-s3-px160)
       case $run in  # the first 160 px stage starts from the weights its 128 px stage did: its equal-work control
         tough-r34-s3-px160) init=$(shipped_at 6279b3c kd-teacher-300w-tough) ;;
         tough-r34-s4-px160) init="$RUNS/tough-r34-s3-px160/model.pt"
           [ -f "$init" ] || init=$(from_git 1f673be results/300w-cpu-v4/tough-r34-s3-px160/model-fp16.pt) ;;
         tolerant-r34-s2-px160) init=$(shipped_at 45b49f9 kd-teacher-300w-tolerant) ;;
+        tolerant-r34-s3-px160) init="$RUNS/tolerant-r34-s2-px160/model.pt"
+          [ -f "$init" ] || init=$(shipped_at e532ba5 kd-teacher-300w-tolerant) ;;
       esac
       args=(train teacher --kind "${run%%-*}" --set teacher.arch=resnet34 --set teacher.epochs=26 --set input_size=160
             --init "$init" --set teacher.lr=1e-3); store=$STORE160 ;;
