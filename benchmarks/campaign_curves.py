@@ -35,6 +35,8 @@ PART3_MODELS: dict[str, list[str]] = {
                                                      "300w-cpu-v4/tough-r34-s3-px160", "300w-cpu-v4/tough-r34-s4-px160"],
     "Tolerant-Teacher ResNet-18 (part 2)": ["300w-cpu-v3/tolerant-r18-s1", "300w-cpu-v3/tolerant-r18-s2"],
     "Tolerant-Teacher ResNet-34, bf16": ["300w-cpu-v4/tolerant-r34-s1", "300w-cpu-v4/tolerant-r34-s2"],
+    "Tolerant-Teacher ResNet-34, 160 px from stage 2": ["300w-cpu-v4/tolerant-r34-s1", "300w-cpu-v4/tolerant-r34-s2-px160",
+                                                        "300w-cpu-v4/tolerant-r34-s3-px160"],
     "KD lite (MobileNetV2-0.5)": ["300w-cpu-v3/student-kd-lite", "300w-cpu-v3/student-kd-lite-s2", "300w-cpu-v4/lite-occ-s3"],
     "plain-L1 lite, the same stages": ["300w-cpu-v2", "300w-cpu-v4/lite-l1-s2", "300w-cpu-v4/lite-l1-s3"],
     "KD full (MobileNetV2-1.0)": ["300w-cpu-v3/student-kd-full", "300w-cpu-v4/full-occ-s2", "300w-cpu-v4/full-occ-s3",
