@@ -56,6 +56,7 @@
 #   scratch-kd160-seed0 (its weights were lost with their machine), and the same 64 epochs with KD-Loss from both
 #                      shipped 160 px ResNet-34 teachers (Tough 3.53 / 3.37 as of a4e7b39, Tolerant 4.27 / 3.91 as
 #                      of e532ba5) in place of L1
+#   scratch-kd160-seed1, scratch-l1-seed1  the same pair with seed 1 (another validation split and initialisation)
 # A machine can be handed over without ~/kdl-runs: a finished stage that a later one needs is in git (shipped as
 # a package model by ship.sh, or kept as fp16 until the next stage shipped: from_git below),
 # and a lost run is simply run again; a stage whose previous one is neither here nor in git says so and stops.
@@ -175,9 +176,10 @@ for run in $ONLY; do
       fi
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
-    scratch-l1-seed0|scratch-kd160-seed0)  # px128-seed0 again, and the same with KD from both 160 px teachers
-      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set trainer.seed=0 --set student.epochs=64)
-      if [ "$run" = scratch-kd160-seed0 ]; then
+    scratch-l1-seed*|scratch-kd160-seed*)  # px128-seedN again, and the same with KD from both 160 px teachers
+      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set trainer.seed=${run##*-seed}
+            --set student.epochs=64)
+      if [ "${run%-seed*}" = scratch-kd160 ]; then
         kd_teachers "$(shipped_at a4e7b39 kd-teacher-300w-tough)" "$(shipped_at e532ba5 kd-teacher-300w-tolerant)"
         args=(train student "${teachers[@]}" "${args[@]:4}")
       fi ;;

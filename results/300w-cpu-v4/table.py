@@ -51,6 +51,8 @@ RUNS: dict[str, tuple[str, str]] = {
     "px160-seed1": ("input size", "the same at 160 px, seed 1"),
     "scratch-l1-seed0": ("KD vs L1 from scratch", "px128-seed0 again: L1 lite from scratch, 64 epochs, seed 0"),
     "scratch-kd160-seed0": ("KD vs L1 from scratch", "the same with KD from both 160 px ResNet-34 teachers"),
+    "scratch-l1-seed1": ("KD vs L1 from scratch", "px128-seed1 again: the same, seed 1"),
+    "scratch-kd160-seed1": ("KD vs L1 from scratch", "the same with KD from both 160 px teachers, seed 1"),
     "prec-r18-fp32": ("precision", "Tough ResNet-18, 12 epochs, fp32"),
     "prec-r18-bf16": ("precision", "the same in bf16-mixed"),
     "prec-r18-fp32-rerun": ("precision", "the fp32 run again (determinism)"),
