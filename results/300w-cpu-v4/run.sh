@@ -177,12 +177,11 @@ for run in $ONLY; do
       args=(train student --loss l1 --set student.arch=mobilenetv2_100 --set student.epochs=80
             --init "$init" --set student.lr=1e-3 --set data.augment.occlusion=0.5) ;;
     scratch-l1-seed*|scratch-kd160-seed*)  # px128-seedN again, and the same with KD from both 160 px teachers
-      args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set trainer.seed=${run##*-seed}
-            --set student.epochs=64)
-      if [ "${run%-seed*}" = scratch-kd160 ]; then
+      teachers=(--loss l1)
+      [ "${run%-seed*}" = scratch-kd160 ] &&
         kd_teachers "$(shipped_at a4e7b39 kd-teacher-300w-tough)" "$(shipped_at e532ba5 kd-teacher-300w-tolerant)"
-        args=(train student "${teachers[@]}" "${args[@]:4}")
-      fi ;;
+      args=(train student "${teachers[@]}" --set student.arch=mobilenetv2_050 --set trainer.seed=${run##*-seed}
+            --set student.epochs=64) ;;
     px128-seed*|px160-seed*)
       seed=${run##*-seed}
       args=(train student --loss l1 --set student.arch=mobilenetv2_050 --set trainer.seed=$seed)
